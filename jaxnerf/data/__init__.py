@@ -1,0 +1,1 @@
+"""Scene loaders and ray batching."""

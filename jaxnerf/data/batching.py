@@ -1,0 +1,50 @@
+"""Random training batches of rays.
+
+A batch depends only on (seed, stream, step), so a resumed run sees exactly the batches the uninterrupted run
+would have, and every process of a multi-host job can draw its own share from its own stream.
+"""
+import numpy as np
+
+from jaxnerf.data.views import Views
+
+BATCHING_MODES = ("all_images", "single_image")
+
+
+class RayBatcher:
+  """Draws batches of random pixels and their rays from a set of training views."""
+
+  def __init__(self, views: Views, batch_size, mode="all_images", precrop_steps=0, precrop_fraction=0.5,
+               seed=0, stream=0):
+    if mode not in BATCHING_MODES:
+      raise ValueError(f"config.train.batching: expected one of {BATCHING_MODES}, got {mode!r}")
+    self.views = views
+    self.batch_size = batch_size
+    self.mode = mode
+    self.precrop_steps = precrop_steps
+    self.precrop_fraction = precrop_fraction
+    self.seed = seed
+    self.stream = stream
+
+  def __call__(self, step):
+    """The batch for a training step.
+
+    Returns:
+      dict with "rays" (Rays of [batch_size, 3] float32 arrays) and "rgb" ([batch_size, 3] float32).
+    """
+    rng = np.random.default_rng([self.seed, self.stream, step])
+    h, w = self.views.height, self.views.width
+    if step < self.precrop_steps:
+      # Early on, a centre crop keeps the first batches on the object, so a scene on a plain background
+      # does not collapse to empty space.
+      dh, dw = int(h * self.precrop_fraction / 2), int(w * self.precrop_fraction / 2)
+      y0, y1, x0, x1 = h // 2 - dh, h // 2 + dh, w // 2 - dw, w // 2 + dw
+    else:
+      y0, y1, x0, x1 = 0, h, 0, w
+    shape = (self.batch_size,)
+    if self.mode == "all_images":
+      view = rng.integers(0, len(self.views), shape)
+    else:
+      view = np.full(shape, rng.integers(0, len(self.views)))
+    y = rng.integers(y0, y1, shape)
+    x = rng.integers(x0, x1, shape)
+    return {"rays": self.views.pixel_rays(view, x, y), "rgb": self.views.images[view, y, x]}

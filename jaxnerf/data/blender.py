@@ -1,0 +1,119 @@
+"""Blender synthetic scenes (NeRF paper): transforms_{split}.json and RGBA PNGs."""
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from jaxnerf.data.views import Views
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+  """A problem with the user's data, reported as one line naming the file and what was expected."""
+
+
+def read_rgba(path):
+  """Read an image file as [height, width, 4] float32 RGBA in [0, 1] (opaque alpha for RGB files)."""
+  try:
+    with Image.open(path) as image:
+      image.load()
+      rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+  except FileNotFoundError:
+    raise DataError(f"{path}: image file not found") from None
+  except (OSError, SyntaxError, ValueError) as e:
+    raise DataError(f"{path}: not a readable image ({e})") from None
+  return rgba
+
+
+def downsample_premultiplied(rgba, factor):
+  """Area-average an RGBA image by an integer factor, in premultiplied colour.
+
+  Args:
+    rgba: [height, width, 4] straight (not premultiplied) RGBA.
+    factor: integer dividing both height and width.
+
+  Returns:
+    [height / factor, width / factor, 4] premultiplied RGBA (colour already multiplied by alpha).
+  """
+  h, w, _ = rgba.shape
+  premultiplied = np.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], axis=-1)
+  if factor == 1:
+    return premultiplied
+  return premultiplied.reshape(h // factor, factor, w // factor, factor, 4).mean(axis=(1, 3))
+
+
+def composite_on_background(premultiplied, background):
+  """[..., 4] premultiplied RGBA over a solid background colour -> [..., 3] RGB."""
+  return premultiplied[..., :3] + (1.0 - premultiplied[..., 3:]) * np.asarray(background, np.float32)
+
+
+def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, far=6.0, stride=1,
+               pixel_center=True):
+  """Load one split of a Blender scene.
+
+  Args:
+    data_dir: folder holding transforms_{split}.json and the images it names.
+    split: "train", "val" or "test".
+    factor: integer downsampling factor (area averaging of premultiplied colour).
+    background: RGB the transparent parts are composited onto (white in the standard protocol).
+    near, far: ray bounds.
+    stride: keep every stride-th frame of the JSON.
+
+  Returns:
+    Views with images [N, H / factor, W / factor, 3].
+  """
+  json_path = os.path.join(data_dir, f"transforms_{split}.json")
+  if not os.path.isdir(data_dir):
+    raise DataError(f"{data_dir}: data directory not found")
+  try:
+    with open(json_path) as f:
+      meta = json.load(f)
+  except FileNotFoundError:
+    raise DataError(f"{json_path}: file not found (expected a Blender transforms JSON)") from None
+  except json.JSONDecodeError as e:
+    raise DataError(f"{json_path}: malformed JSON ({e})") from None
+  if not isinstance(meta, dict) or "camera_angle_x" not in meta or not isinstance(meta.get("frames"), list):
+    raise DataError(f"{json_path}: expected an object with 'camera_angle_x' and a list of 'frames'")
+  frames = meta["frames"][::stride]
+  if not frames:
+    raise DataError(f"{json_path}: split '{split}' has no frames")
+
+  images, poses, names = [], [], []
+  for i, frame in enumerate(frames):
+    try:
+      file_path = frame["file_path"]
+      pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+      raise DataError(f"{json_path}: frame {i} needs 'file_path' and a 4x4 'transform_matrix'") from None
+    _check_pose(pose, f"{json_path}: frame {i} ({file_path})")
+    image_path = os.path.join(data_dir, os.path.normpath(file_path))
+    if not os.path.splitext(image_path)[1]:
+      image_path += ".png"
+    rgba = read_rgba(image_path)
+    h, w = rgba.shape[:2]
+    if h % factor or w % factor:
+      raise DataError(f"{image_path}: downsampling factor {factor} does not divide the image size {w}x{h}")
+    if images and (h, w) != full_size:
+      raise DataError(f"{image_path}: image is {w}x{h}, expected {full_size[1]}x{full_size[0]} like the "
+                      "other images of the scene")
+    full_size = (h, w)
+    images.append(composite_on_background(downsample_premultiplied(rgba, factor), background))
+    poses.append(pose[:3, :4])
+    names.append(os.path.normpath(file_path))
+
+  width = full_size[1] // factor
+  focal = 0.5 * width / np.tan(0.5 * float(meta["camera_angle_x"]))
+  return Views(images=np.stack(images).astype(np.float32), cam_to_world=np.stack(poses).astype(np.float32),
+               focal=float(focal), near=near, far=far, names=names, pixel_center=pixel_center)
+
+
+def _check_pose(pose, where):
+  if pose.shape != (4, 4):
+    raise DataError(f"{where}: transform_matrix must be 4x4, got shape {pose.shape}")
+  if not np.all(np.isfinite(pose)):
+    raise DataError(f"{where}: transform_matrix has non-finite entries")
+  rotation = pose[:3, :3]
+  if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or abs(np.linalg.det(rotation) - 1) > 1e-3:
+    raise DataError(f"{where}: transform_matrix is not a rigid transform (its 3x3 block is not a rotation)")

@@ -1,0 +1,14 @@
+"""Load a split of the configured scene."""
+from jaxnerf.data import blender
+
+DATASETS = ("blender",)
+
+
+def load_views(config, split, stride=1):
+  """Views of `split` for config.data; `stride` keeps every stride-th view (at least the first)."""
+  d = config.data
+  if d.dataset == "blender":
+    background = (1.0, 1.0, 1.0) if d.white_background else (0.0, 0.0, 0.0)
+    return blender.load_split(d.data_dir, split, factor=d.factor, background=background, near=d.near, far=d.far,
+                              stride=stride, pixel_center=d.pixel_center)
+  raise blender.DataError(f"config.data.dataset: expected one of {DATASETS}, got {d.dataset!r}")

@@ -1,0 +1,58 @@
+"""Rendering whole images from a trained model, in chunks of rays so that memory stays bounded."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnerf import rays as rays_lib
+
+
+def make_render_chunk(model, near, far):
+  """A jitted function (variables, rays) -> dict of rgb [n, 3], depth, disparity and acc [n] from the finest
+  level, rendered deterministically (no jitter, no noise)."""
+
+  @jax.jit
+  def render_chunk(variables, rays):
+    levels = model.apply(variables, rays, near, far, jax.random.key(0), randomized=False)
+    finest = levels[-1]
+    return {"rgb": finest.rgb, "depth": finest.depth, "disparity": finest.disparity, "acc": finest.acc}
+
+  return render_chunk
+
+
+def render_rays(render_chunk, variables, rays, chunk):
+  """Render any number of rays through a fixed-size chunked function.
+
+  Args:
+    render_chunk: from make_render_chunk.
+    rays: Rays with [..., 3] numpy fields.
+    chunk: rays per call; the last chunk is padded so that every call has the same shape (one compilation).
+
+  Returns:
+    dict of numpy arrays: rgb [..., 3], depth, disparity and acc [...].
+  """
+  batch_shape = rays.origins.shape[:-1]
+  flat = jax.tree.map(lambda x: np.asarray(x, np.float32).reshape(-1, 3), rays)
+  num_rays = flat.origins.shape[0]
+  outputs = []
+  for start in range(0, num_rays, chunk):
+    piece = jax.tree.map(lambda x: x[start:start + chunk], flat)
+    pad = chunk - piece.origins.shape[0]
+    if pad:
+      piece = jax.tree.map(lambda x: np.pad(x, ((0, pad), (0, 0)), mode="edge"), piece)
+    result = render_chunk(variables, rays_lib.Rays(*piece))
+    outputs.append(jax.tree.map(lambda x: np.asarray(x)[:chunk - pad], result))
+  joined = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *outputs)
+  return jax.tree.map(lambda x: x.reshape(*batch_shape, *x.shape[1:]), joined)
+
+
+def depth_to_image(depth, acc, near, far):
+  """A [height, width] depth map as uint8 greyscale: near is white, far and empty space black."""
+  normalized = np.clip((far - depth / np.maximum(acc, 1e-6)) / (far - near), 0.0, 1.0) * (acc > 0.5)
+  return np.round(normalized * 255).astype(np.uint8)
+
+
+def to_uint8(image):
+  """[..., 3] float image in [0, 1] -> uint8."""
+  return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)

@@ -1,0 +1,91 @@
+"""Where to evaluate the field along each ray: stratified and hierarchical (inverse-CDF) sampling."""
+import jax
+import jax.numpy as jnp
+
+
+def stratified_samples(key, batch_shape, num_samples, near, far, lindisp, randomized):
+  """Sample distances along rays, one per stratum of [near, far].
+
+  The strata are uniform in depth, or in disparity (1/depth) when `lindisp`. Without randomisation the samples
+  are the stratum edges' linspace (deterministic, for evaluation); with it each sample is jittered uniformly
+  inside its stratum.
+
+  Args:
+    key: PRNG key, used only when `randomized`.
+    batch_shape: shape of the ray batch, e.g. (num_rays,).
+    num_samples: samples per ray.
+    near, far: scalars or arrays broadcastable to [*batch_shape, 1].
+    lindisp: space the samples linearly in disparity instead of depth.
+    randomized: jitter samples within their strata (training).
+
+  Returns:
+    t: [*batch_shape, num_samples] sorted distances inside [near, far].
+  """
+  s = jnp.linspace(0.0, 1.0, num_samples)
+  if lindisp:
+    t = 1.0 / (1.0 / near * (1.0 - s) + 1.0 / far * s)
+  else:
+    t = near * (1.0 - s) + far * s
+  t = jnp.broadcast_to(t, (*batch_shape, num_samples))
+  if randomized:
+    mids = 0.5 * (t[..., 1:] + t[..., :-1])
+    upper = jnp.concatenate([mids, t[..., -1:]], axis=-1)
+    lower = jnp.concatenate([t[..., :1], mids], axis=-1)
+    u = jax.random.uniform(key, t.shape)
+    t = lower + (upper - lower) * u
+  return t
+
+
+def sample_pdf(key, bins, weights, num_samples, randomized, eps=1e-5):
+  """Draw samples from the piecewise-constant pdf given by `weights` over `bins` (inverse transform sampling).
+
+  Args:
+    key: PRNG key, used only when `randomized`.
+    bins: [..., num_bins + 1] sorted bin edges.
+    weights: [..., num_bins] non-negative bin weights (need not be normalised).
+    num_samples: samples per ray.
+    randomized: uniform random CDF levels if True, else evenly spaced levels in [0, 1].
+    eps: added to every weight so that empty rays still get (uniform) samples.
+
+  Returns:
+    [..., num_samples] sorted samples inside [bins[..., 0], bins[..., -1]].
+  """
+  weights = weights + eps
+  pdf = weights / jnp.sum(weights, axis=-1, keepdims=True)
+  cdf = jnp.minimum(1.0, jnp.cumsum(pdf[..., :-1], axis=-1))
+  cdf = jnp.concatenate([jnp.zeros_like(cdf[..., :1]), cdf, jnp.ones_like(cdf[..., :1])], axis=-1)
+  batch_shape = cdf.shape[:-1]
+  if randomized:
+    u = jnp.sort(jax.random.uniform(key, (*batch_shape, num_samples)), axis=-1)
+  else:
+    u = jnp.broadcast_to(jnp.linspace(0.0, 1.0, num_samples), (*batch_shape, num_samples))
+  # For each level u find the bin i with cdf[i] <= u < cdf[i+1], by comparison rather than a per-ray binary
+  # search: num_bins is small and this vectorises on every backend.
+  below = u[..., None, :] >= cdf[..., :, None]  # [..., num_bins + 1, num_samples]
+  cdf_lo = jnp.max(jnp.where(below, cdf[..., :, None], cdf[..., :1, None]), axis=-2)
+  bin_lo = jnp.max(jnp.where(below, bins[..., :, None], bins[..., :1, None]), axis=-2)
+  cdf_hi = jnp.min(jnp.where(below, cdf[..., -1:, None], cdf[..., :, None]), axis=-2)
+  bin_hi = jnp.min(jnp.where(below, bins[..., -1:, None], bins[..., :, None]), axis=-2)
+  denom = cdf_hi - cdf_lo
+  frac = jnp.where(denom > 0, (u - cdf_lo) / jnp.where(denom > 0, denom, 1.0), 0.0)
+  return jnp.clip(bin_lo + frac * (bin_hi - bin_lo), bins[..., :1], bins[..., -1:])
+
+
+def hierarchical_samples(key, t_coarse, weights, num_samples, randomized):
+  """Fine samples drawn where the coarse pass put its weight, merged with the coarse samples.
+
+  The coarse samples' midpoints are the bin edges; the first and last coarse weights (half-open bins) are
+  dropped, as in the NeRF paper's code. No gradient flows through the new sample positions.
+
+  Args:
+    t_coarse: [..., num_coarse] sorted coarse sample distances.
+    weights: [..., num_coarse] compositing weights of the coarse pass.
+    num_samples: number of extra samples per ray.
+
+  Returns:
+    [..., num_coarse + num_samples] sorted distances.
+  """
+  mids = 0.5 * (t_coarse[..., 1:] + t_coarse[..., :-1])
+  t_fine = sample_pdf(key, mids, weights[..., 1:-1], num_samples, randomized)
+  t_fine = jax.lax.stop_gradient(t_fine)
+  return jnp.sort(jnp.concatenate([t_coarse, t_fine], axis=-1), axis=-1)

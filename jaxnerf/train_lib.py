@@ -1,0 +1,171 @@
+"""Training: optimizer and schedule, the jitted train step, and the training loop."""
+import json
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+from tensorboardX import SummaryWriter
+
+from jaxnerf import checkpoints
+from jaxnerf import metrics as metrics_lib
+from jaxnerf import model as model_lib
+from jaxnerf import rays as rays_lib
+from jaxnerf import render
+from jaxnerf.data import batching
+from jaxnerf.data import loaders
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jnp.ndarray  # [] int32, completed steps
+  params: Any
+  opt_state: Any
+  key: jnp.ndarray  # [2] uint32 raw key data; the key of step i is fold_in(key, i)
+
+
+def learning_rate_schedule(train_config):
+  """Log-linear decay from lr_init to lr_final over max_steps, optionally eased in over lr_delay_steps from
+  lr_init * lr_delay_mult (a sine ramp)."""
+  c = train_config
+
+  def schedule(step):
+    progress = jnp.clip(step / c.max_steps, 0.0, 1.0)
+    lr = jnp.exp(jnp.log(c.lr_init) * (1.0 - progress) + jnp.log(c.lr_final) * progress)
+    if c.lr_delay_steps > 0:
+      ramp = jnp.sin(0.5 * jnp.pi * jnp.clip(step / c.lr_delay_steps, 0.0, 1.0))
+      lr = lr * (c.lr_delay_mult + (1.0 - c.lr_delay_mult) * ramp)
+    return lr
+
+  return schedule
+
+
+def make_optimizer(train_config):
+  """Adam (the NeRF paper's betas and epsilon) on the schedule, after optional global-norm clipping."""
+  adam = optax.adam(learning_rate_schedule(train_config), b1=0.9, b2=0.999, eps=1e-7)
+  if train_config.grad_max_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(train_config.grad_max_norm), adam)
+  return adam
+
+
+def build_model(config):
+  m = config.model
+  background = (1.0, 1.0, 1.0) if config.data.white_background else (0.0, 0.0, 0.0)
+  return model_lib.NeRF(
+      mlp=model_lib.MLP(depth=m.depth, width=m.width, skip_layer=m.skip_layer, view_width=m.view_width),
+      render=model_lib.RenderSettings(
+          num_coarse_samples=m.num_coarse_samples, num_fine_samples=m.num_fine_samples, lindisp=m.lindisp,
+          position_degrees=(m.position_min_deg, m.position_max_deg),
+          direction_degrees=(m.direction_min_deg, m.direction_max_deg), use_viewdirs=m.use_viewdirs,
+          density_noise=m.density_noise, background=background))
+
+
+def init_params(model, key, near=2.0, far=6.0):
+  """Initial parameters (they do not depend on the batch size)."""
+  rays = rays_lib.Rays(*(jnp.ones((1, 3), jnp.float32),) * 3)
+  return model.init(key, rays, near, far, key, randomized=False)["params"]
+
+
+def create_train_state(config, model, optimizer):
+  key = jax.random.key(config.train.seed)
+  params = init_params(model, jax.random.fold_in(key, 0), config.data.near, config.data.far)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                    key=jax.random.key_data(jax.random.fold_in(key, 1)))
+
+
+def make_train_step(model, optimizer, config):
+  """A jitted (state, batch, key) -> (state, metrics) for batches from RayBatcher."""
+  near, far = config.data.near, config.data.far
+  coarse_weight = config.train.coarse_loss_weight
+
+  def loss_fn(params, batch, key):
+    levels = model.apply({"params": params}, batch["rays"], near, far, key, randomized=True)
+    losses = [metrics_lib.mse(level.rgb, batch["rgb"]) for level in levels]
+    loss = losses[-1] + coarse_weight * sum(losses[:-1])
+    return loss, losses
+
+  @jax.jit
+  def train_step(state, batch, key):
+    (loss, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "psnr": metrics_lib.psnr_from_mse(losses[-1]),
+               "psnr_coarse": metrics_lib.psnr_from_mse(losses[0]), "grad_norm": optax.global_norm(grads)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def write_config(config, workdir):
+  """Save the resolved config next to the checkpoints."""
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def train_and_evaluate(config, workdir):
+  """Train a NeRF on config.data's scene, checkpointing to workdir and resuming from its latest checkpoint.
+
+  Returns:
+    The final TrainState.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  train_views = loaders.load_views(config, "train")
+  val_views = loaders.load_views(config, "val", stride=10**9) if config.train.val_every else None
+
+  model = build_model(config)
+  optimizer = make_optimizer(config.train)
+  state = create_train_state(config, model, optimizer)
+  mngr = checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
+  restored = checkpoints.restore_latest(mngr, state)
+  if restored is not None:
+    state = restored
+  write_config(config, workdir)
+
+  start = int(state.step)
+  train_step = make_train_step(model, optimizer, config)
+  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+  batcher = batching.RayBatcher(train_views, config.train.batch_size, config.train.batching,
+                                config.train.precrop_steps, config.train.precrop_fraction, seed=config.train.seed)
+  base_key = jax.random.wrap_key_data(state.key)
+  writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+  progress = tqdm.tqdm(total=config.train.max_steps, initial=start, unit="step", dynamic_ncols=True,
+                       desc="resumed" if start else "training", mininterval=1.0)
+  interval_start, interval_steps = time.perf_counter(), 0
+  for step in range(start, config.train.max_steps):
+    state, step_metrics = train_step(state, batcher(step), jax.random.fold_in(base_key, step))
+    done = step + 1
+    interval_steps += 1
+    progress.update(1)
+    if done % config.train.log_every == 0 or done == config.train.max_steps:
+      step_metrics = jax.tree.map(float, step_metrics)
+      rays_per_sec = interval_steps * config.train.batch_size / (time.perf_counter() - interval_start)
+      interval_start, interval_steps = time.perf_counter(), 0
+      for name, value in step_metrics.items():
+        writer.add_scalar(f"train/{name}", value, done)
+      writer.add_scalar("train/rays_per_sec", rays_per_sec, done)
+      writer.add_scalar("train/learning_rate", float(learning_rate_schedule(config.train)(done)), done)
+      progress.set_postfix(loss=f"{step_metrics['loss']:.4f}", psnr=f"{step_metrics['psnr']:.2f}",
+                           rays_per_s=f"{rays_per_sec:.0f}")
+    if val_views is not None and done % config.train.val_every == 0:
+      _log_validation(writer, render_chunk, state.params, val_views, config, done)
+    if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
+      checkpoints.save(mngr, done, state)
+  progress.close()
+  writer.close()
+  return state
+
+
+def _log_validation(writer, render_chunk, params, views, config, step):
+  """Render the first validation view into TensorBoard with its PSNR."""
+  out = render.render_rays(render_chunk, {"params": params}, views.image_rays(0), config.eval.chunk)
+  psnr = float(metrics_lib.psnr_from_mse(np.mean((out["rgb"] - views.images[0]) ** 2)))
+  writer.add_scalar("val/psnr", psnr, step)
+  writer.add_image("val/rgb", render.to_uint8(np.concatenate([out["rgb"], views.images[0]], axis=1)), step,
+                   dataformats="HWC")
+  writer.add_image("val/depth", render.depth_to_image(out["depth"], out["acc"], config.data.near, config.data.far),
+                   step, dataformats="HW")

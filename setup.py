@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="jaxnerf",
+    version="0.1.0",
+    description="Neural Radiance Fields (NeRF) in JAX, Flax and Optax",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["jaxnerf", "jaxnerf.*"]),
+    package_data={"jaxnerf": ["demo_data/lego_100/*.json", "demo_data/lego_100/*.md",
+                              "demo_data/lego_100/*/*.png"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.7,<0.11",
+        "flax>=0.11,<0.13",
+        "optax>=0.2.4,<0.3",
+        "orbax-checkpoint>=0.11,<0.13",
+        "dm-pix>=0.4.3,<0.5",
+        "numpy>=1.26,<3",
+        "pillow>=10,<14",
+        "absl-py>=2,<3",
+        "ml_collections>=0.1.1,<2",
+        "tensorboardX>=2.6,<3",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={"test": ["pytest>=8,<10"]},
+)

@@ -1,0 +1,26 @@
+"""Evaluate the latest checkpoint of a run: render the test views, write PNGs and eval/metrics.json (PSNR, SSIM).
+
+  python eval.py                                    # the demo run in runs/demo
+  python eval.py --config=configs/blender.py --config.data.data_dir=PATH/lego --workdir=runs/lego
+"""
+from absl import app
+from absl import flags
+
+from jaxnerf import cli
+from jaxnerf import eval_lib
+
+FLAGS = flags.FLAGS
+cli.define_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.quiet_library_logs()
+  result = cli.run_reporting_user_errors(eval_lib.evaluate, FLAGS.config, cli.workdir(FLAGS))
+  print(f"step {result['step']}: mean PSNR {result['psnr']:.2f} dB, mean SSIM {result['ssim']:.4f} "
+        f"over {len(result['per_image'])} {result['split']} views")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,65 @@
+"""Evaluation: render the test views from the latest checkpoint, write PNGs and metrics.json."""
+import json
+import os
+
+import jax
+import numpy as np
+from PIL import Image
+
+from jaxnerf import checkpoints
+from jaxnerf import metrics as metrics_lib
+from jaxnerf import render
+from jaxnerf import train_lib
+from jaxnerf.data import loaders
+
+
+class NoCheckpointError(RuntimeError):
+  """Evaluation was asked of a workdir that holds no checkpoint."""
+
+
+def evaluate(config, workdir):
+  """Render config.eval.split (every config.eval.stride-th view) with the latest checkpoint in workdir.
+
+  Writes DIR/eval/<split>/<view>.png (and <view>_depth.png) and DIR/eval/metrics.json.
+
+  Returns:
+    The metrics dict written to metrics.json.
+  """
+  views = loaders.load_views(config, config.eval.split, stride=config.eval.stride)
+  model = train_lib.build_model(config)
+  optimizer = train_lib.make_optimizer(config.train)
+  template = train_lib.create_train_state(config, model, optimizer)
+  mngr = checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
+  state = checkpoints.restore_latest(mngr, template)
+  if state is None:
+    raise NoCheckpointError(f"{workdir}: no checkpoint to evaluate (train first, with the same --workdir)")
+  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+  variables = {"params": state.params}
+
+  eval_dir = os.path.join(workdir, "eval")
+  per_image = []
+  for i, name in enumerate(views.names):
+    out = render.render_rays(render_chunk, variables, views.image_rays(i), config.eval.chunk)
+    target = views.images[i]
+    psnr = float(metrics_lib.psnr_from_mse(np.mean((out["rgb"].astype(np.float64) - target) ** 2)))
+    ssim = float(metrics_lib.ssim(out["rgb"], target))
+    render_path = os.path.join("eval", name + ".png")
+    os.makedirs(os.path.dirname(os.path.join(workdir, render_path)), exist_ok=True)
+    Image.fromarray(render.to_uint8(out["rgb"])).save(os.path.join(workdir, render_path))
+    if config.eval.write_depth:
+      depth = render.depth_to_image(out["depth"], out["acc"], config.data.near, config.data.far)
+      Image.fromarray(depth).save(os.path.join(workdir, "eval", name + "_depth.png"))
+    per_image.append({"file": name, "render": render_path, "psnr": psnr, "ssim": ssim})
+    print(f"{name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}", flush=True)
+
+  result = {
+      "step": int(state.step),
+      "split": config.eval.split,
+      "psnr": float(np.mean([r["psnr"] for r in per_image])),
+      "ssim": float(np.mean([r["ssim"] for r in per_image])),
+      "background": "white" if config.data.white_background else "black",
+      "per_image": per_image,
+  }
+  with open(os.path.join(eval_dir, "metrics.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  return result

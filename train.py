@@ -1,0 +1,26 @@
+"""Train a NeRF.
+
+  python train.py                                   # the built-in demo scene, into runs/demo
+  python train.py --config=configs/blender.py --config.data.data_dir=PATH/lego --workdir=runs/lego
+
+Running the same command again resumes from the latest checkpoint in the workdir.
+"""
+from absl import app
+from absl import flags
+
+from jaxnerf import cli
+from jaxnerf import train_lib
+
+FLAGS = flags.FLAGS
+cli.define_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.quiet_library_logs()
+  cli.run_reporting_user_errors(train_lib.train_and_evaluate, FLAGS.config, cli.workdir(FLAGS))
+
+
+if __name__ == "__main__":
+  app.run(main)

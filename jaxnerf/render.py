@@ -1,8 +1,6 @@
 """Rendering whole images from a trained model, in chunks of rays so that memory stays bounded."""
-import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnerf import rays as rays_lib

@@ -1,5 +1,4 @@
 """Training: optimizer and schedule, the jitted train step, and the training loop."""
-import json
 import os
 import time
 from typing import Any
@@ -95,7 +94,7 @@ def make_train_step(model, optimizer, config):
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "psnr": metrics_lib.psnr_from_mse(losses[-1]),
-               "psnr_coarse": metrics_lib.psnr_from_mse(losses[0]), "grad_norm": optax.global_norm(grads)}
+               "psnr_coarse": metrics_lib.psnr_from_mse(losses[0]), "grad_norm": optax.tree.norm(grads)}
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step

@@ -92,3 +92,15 @@ def test_hierarchical_samples_merge_sort_and_stop_gradient(rng):
   assert np.all((merged >= t[:, :1]) & (merged <= t[:, -1:]))
   grad = jax.grad(lambda w: jnp.sum(sampling.hierarchical_samples(None, t, w, 32, False)))(weights)
   np.testing.assert_array_equal(grad, 0.0)
+
+
+def test_fine_samples_land_around_the_weighted_coarse_sample():
+  """All coarse weight on sample k: the new samples fill the interval between the midpoints around t_k."""
+  t = jnp.linspace(2.0, 6.0, 17)[None]
+  k = 6
+  weights = jnp.zeros((1, 17)).at[0, k].set(1.0)
+  merged = np.asarray(sampling.hierarchical_samples(None, t, weights, 64, randomized=False))[0]
+  new = np.setdiff1d(merged, np.asarray(t[0]))
+  lo, hi = 0.5 * (t[0, k - 1] + t[0, k]), 0.5 * (t[0, k] + t[0, k + 1])
+  inside = (new >= lo - 1e-5) & (new <= hi + 1e-5)
+  assert inside.mean() > 0.95

@@ -1,6 +1,7 @@
 """End to end on the demo scene: train a few steps, checkpoint, resume, evaluate."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -49,28 +50,35 @@ def test_learning_rate_schedule_closed_form():
 
 
 def test_train_resume_and_evaluate(tmp_path):
-  workdir = str(tmp_path / "run")
-  first = train_lib.train_and_evaluate(tiny_config(max_steps=3), workdir)
-  assert int(first.step) == 3
-  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3"]
-  assert json.load(open(os.path.join(workdir, "config.json")))["train"]["max_steps"] == 3
-  assert any(f.startswith("events") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+  config = tiny_config(max_steps=6)
+  straight_dir = str(tmp_path / "straight")
+  straight = train_lib.train_and_evaluate(config, straight_dir)
+  assert int(straight.step) == 6
+  assert sorted(os.listdir(os.path.join(straight_dir, "checkpoints"))) == ["3", "6"]
+  assert json.load(open(os.path.join(straight_dir, "config.json")))["train"]["max_steps"] == 6
+  assert any(f.startswith("events") for f in os.listdir(os.path.join(straight_dir, "tensorboard")))
 
-  resumed = train_lib.train_and_evaluate(tiny_config(max_steps=6), workdir)
+  # A run stopped after its step-3 checkpoint, started again with the same config.
+  workdir = str(tmp_path / "run")
+  shutil.copytree(straight_dir, workdir)
+  shutil.rmtree(os.path.join(workdir, "checkpoints", "6"))
+  resumed = train_lib.train_and_evaluate(config, workdir)
   assert int(resumed.step) == 6
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
-  # Batches and keys depend only on the step, so resuming reproduces the uninterrupted run.
-  straight = train_lib.train_and_evaluate(tiny_config(max_steps=6), str(tmp_path / "straight"))
+  # Batches and keys depend only on the step, so the resumed run reproduces the uninterrupted one.
   for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  # Nothing left to do: a finished run restarts as a no-op.
+  again = train_lib.train_and_evaluate(config, workdir)
+  assert int(again.step) == 6
 
-  result = eval_lib.evaluate(tiny_config(max_steps=6), workdir)
+  result = eval_lib.evaluate(config, workdir)
   written = json.load(open(os.path.join(workdir, "eval", "metrics.json")))
   assert written == json.loads(json.dumps(result))
   assert written["step"] == 6
   assert [r["file"] for r in written["per_image"]] == [f"test/r_{i}" for i in range(0, 200, 25)]
   from jaxnerf.data import loaders
-  views = loaders.load_views(tiny_config(6), "test")
+  views = loaders.load_views(config, "test")
   for entry, target in zip(written["per_image"], views.images):
     png = np.asarray(Image.open(os.path.join(workdir, entry["render"])), np.float64) / 255
     assert png.shape == (100, 100, 3)

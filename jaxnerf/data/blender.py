@@ -81,6 +81,7 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
     raise DataError(f"{json_path}: split '{split}' has no frames")
 
   images, poses, names = [], [], []
+  full_size = None
   for i, frame in enumerate(frames):
     try:
       file_path = frame["file_path"]
@@ -95,7 +96,7 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
     h, w = rgba.shape[:2]
     if h % factor or w % factor:
       raise DataError(f"{image_path}: downsampling factor {factor} does not divide the image size {w}x{h}")
-    if images and (h, w) != full_size:
+    if full_size is not None and (h, w) != full_size:
       raise DataError(f"{image_path}: image is {w}x{h}, expected {full_size[1]}x{full_size[0]} like the "
                       "other images of the scene")
     full_size = (h, w)

@@ -89,6 +89,29 @@ def test_train_resume_and_evaluate(tmp_path):
   np.testing.assert_allclose(written["psnr"], np.mean([r["psnr"] for r in written["per_image"]]))
 
 
+def test_command_line_train_resume_eval_with_relative_workdir(tmp_path):
+  """As a user runs it: overrides on the command line, a relative --workdir, the same command twice."""
+  overrides = ["--config.model.depth=2", "--config.model.width=16", "--config.model.skip_layer=1",
+               "--config.model.num_coarse_samples=4", "--config.model.num_fine_samples=4",
+               "--config.train.batch_size=64", "--config.train.checkpoint_every=2", "--config.train.val_every=0",
+               "--config.eval.stride=4"]
+
+  def run(script, max_steps):
+    cmd = [sys.executable, os.path.join(REPO, script), "--workdir=run", f"--config.train.max_steps={max_steps}"]
+    result = subprocess.run(cmd + overrides, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+  run("train.py", 2)
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["2"]
+  resumed = run("train.py", 4)
+  assert "resumed" in resumed.stderr
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["2", "4"]
+  assert "step 4: mean PSNR" in run("eval.py", 4).stdout
+  written = json.load(open(tmp_path / "run" / "eval" / "metrics.json"))
+  assert [r["file"] for r in written["per_image"]] == ["test/r_0", "test/r_100"]
+
+
 @pytest.mark.parametrize("script", ["train.py", "eval.py"])
 def test_command_line_overrides_and_user_errors(tmp_path, script):
   cmd = [sys.executable, os.path.join(REPO, script), f"--workdir={tmp_path}",

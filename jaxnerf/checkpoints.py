@@ -1,25 +1,56 @@
-"""Orbax checkpoints of the training state: written atomically, the last few kept, restored into a template."""
+"""Orbax checkpoints of the training state: written atomically, the last few kept, restored into a template.
+
+Orbax writes each checkpoint into a temporary directory and renames it when complete, so a process killed
+during a save leaves the previous checkpoints usable; leftovers of such a save are removed on the next start.
+Arrays are stored with tensorstore and metadata as JSON: nothing is unpickled on restore.
+"""
 import os
 
+import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
+
+from jaxnerf.errors import WorkdirError
 
 
 def manager(directory, keep=3):
   """A CheckpointManager for `directory` (relative paths are resolved against the current directory, as orbax
   needs absolute ones). Saves are synchronous so a checkpoint is complete (or absent) when save() returns."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options)
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True,
+                                         cleanup_tmp_directories=True)
+  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
+
+
+def is_finite(state):
+  return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(state)
+             if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating))
 
 
 def save(mngr, step, state):
+  """Save `state` as checkpoint `step`; a state with non-finite values is never written."""
+  if not is_finite(state):
+    raise FloatingPointError(f"step {step}: refusing to checkpoint a state with non-finite values")
   mngr.save(step, args=ocp.args.StandardSave(state), force=True)
   mngr.wait_until_finished()
 
 
 def restore_latest(mngr, template):
   """The latest checkpoint restored with the structure, shapes and dtypes of `template`, or None if there is
-  none."""
+  none. Raises WorkdirError if its parameters do not fit the template's (a checkpoint of another model); this
+  is checked from the stored metadata, before any array is read."""
   step = mngr.latest_step()
   if step is None:
     return None
+  stored = _param_shapes(mngr.item_metadata(step)["params"])
+  expected = _param_shapes(template.params)
+  if stored != expected:
+    name = sorted(set(stored) ^ set(expected)) or [k for k in sorted(stored) if stored[k] != expected[k]]
+    raise WorkdirError(f"{mngr.directory}/{step}: checkpoint does not fit this config's model (parameter "
+                       f"{name[0]}: {stored.get(name[0])} stored, {expected.get(name[0])} expected)")
   return mngr.restore(step, args=ocp.args.StandardRestore(template))
+
+
+def _param_shapes(tree):
+  """{'coarse/Dense_0/kernel': shape} for a nested dict of arrays or array metadata."""
+  return {"/".join(str(k.key) for k in path): tuple(leaf.shape) for path, leaf in jax.tree.leaves_with_path(tree)}

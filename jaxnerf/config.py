@@ -6,6 +6,7 @@ batching, checkpointing, logging), `eval` (test rendering).
 import ml_collections
 
 import jaxnerf
+from jaxnerf.errors import ConfigError
 
 
 def base_config():
@@ -49,6 +50,7 @@ def base_config():
   config.train.lr_delay_mult = 1.0
   config.train.grad_max_norm = 0.0  # clip gradients to this global norm; 0 disables
   config.train.coarse_loss_weight = 1.0
+  config.train.max_nonfinite_steps = 20  # stop after this many steps in a row with a non-finite loss or gradient
   config.train.checkpoint_every = 10_000
   config.train.keep_checkpoints = 3
   config.train.log_every = 100
@@ -60,3 +62,36 @@ def base_config():
   config.eval.chunk = 8192  # rays per device call when rendering; bounds memory
   config.eval.write_depth = True
   return config
+
+
+def has_field(config, path):
+  """Whether a dotted path such as "train.batch_size" names a field of the config."""
+  node = config
+  for part in path.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      return False
+    node = node[part]
+  return True
+
+
+def validate(config, device_count):
+  """Raise ConfigError for values that cannot work; device_count is the number of devices sharing a batch."""
+  t, m, d = config.train, config.model, config.data
+  checks = [
+      (t.batch_size > 0 and t.batch_size % device_count == 0, "train.batch_size",
+       f"a positive multiple of the {device_count} device(s) the batch is split over, got {t.batch_size}"),
+      (t.max_steps > 0, "train.max_steps", f"a positive number of steps, got {t.max_steps}"),
+      (t.checkpoint_every > 0, "train.checkpoint_every", f"a positive interval, got {t.checkpoint_every}"),
+      (t.log_every > 0, "train.log_every", f"a positive interval, got {t.log_every}"),
+      (t.max_nonfinite_steps > 0, "train.max_nonfinite_steps", f"at least 1, got {t.max_nonfinite_steps}"),
+      (t.lr_init > 0 and t.lr_final > 0, "train.lr_init/lr_final", "positive learning rates"),
+      (m.num_coarse_samples >= 2, "model.num_coarse_samples", f"at least 2, got {m.num_coarse_samples}"),
+      (m.num_fine_samples >= 0, "model.num_fine_samples", f"0 or more, got {m.num_fine_samples}"),
+      (m.depth > 0 and m.width > 0, "model.depth/width", "positive sizes"),
+      (d.factor >= 1, "data.factor", f"an integer >= 1, got {d.factor}"),
+      (0 <= d.near < d.far, "data.near/far", f"0 <= near < far, got {d.near} and {d.far}"),
+      (config.eval.chunk > 0 and config.eval.stride > 0, "eval.chunk/stride", "positive values"),
+  ]
+  for ok, field, expected in checks:
+    if not ok:
+      raise ConfigError(f"config.{field}: expected {expected}")

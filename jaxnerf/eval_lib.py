@@ -2,18 +2,17 @@
 import json
 import os
 
+import jax
 import numpy as np
 from PIL import Image
 
 from jaxnerf import checkpoints
+from jaxnerf import config as config_lib
 from jaxnerf import metrics as metrics_lib
 from jaxnerf import render
 from jaxnerf import train_lib
 from jaxnerf.data import loaders
-
-
-class NoCheckpointError(RuntimeError):
-  """Evaluation was asked of a workdir that holds no checkpoint."""
+from jaxnerf.errors import WorkdirError
 
 
 def evaluate(config, workdir):
@@ -24,14 +23,18 @@ def evaluate(config, workdir):
   Returns:
     The metrics dict written to metrics.json.
   """
+  config_lib.validate(config, jax.device_count())
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise WorkdirError(f"{workdir}: no checkpoint to evaluate (train first, with the same --workdir)")
+  train_lib.prepare_workdir(config, workdir)
   views = loaders.load_views(config, config.eval.split, stride=config.eval.stride)
   model = train_lib.build_model(config)
   optimizer = train_lib.make_optimizer(config.train)
   template = train_lib.create_train_state(config, model, optimizer)
-  mngr = checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
-  state = checkpoints.restore_latest(mngr, template)
+  with checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints) as mngr:
+    state = checkpoints.restore_latest(mngr, template)
   if state is None:
-    raise NoCheckpointError(f"{workdir}: no checkpoint to evaluate (train first, with the same --workdir)")
+    raise WorkdirError(f"{workdir}: no checkpoint to evaluate (train first, with the same --workdir)")
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
   variables = {"params": state.params}
 

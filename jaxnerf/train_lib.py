@@ -1,5 +1,9 @@
 """Training: optimizer and schedule, the jitted train step, and the training loop."""
+import json
 import os
+import signal
+import tempfile
+import threading
 import time
 from typing import Any
 
@@ -12,12 +16,15 @@ import tqdm
 from tensorboardX import SummaryWriter
 
 from jaxnerf import checkpoints
+from jaxnerf import config as config_lib
 from jaxnerf import metrics as metrics_lib
 from jaxnerf import model as model_lib
 from jaxnerf import rays as rays_lib
 from jaxnerf import render
 from jaxnerf.data import batching
 from jaxnerf.data import loaders
+from jaxnerf.errors import TrainingDivergedError
+from jaxnerf.errors import WorkdirError
 
 
 @flax.struct.dataclass
@@ -26,6 +33,8 @@ class TrainState:
   params: Any
   opt_state: Any
   key: jnp.ndarray  # [2] uint32 raw key data; the key of step i is fold_in(key, i)
+  nonfinite_streak: jnp.ndarray  # [] int32, steps in a row skipped for a non-finite loss or gradient
+  nonfinite_total: jnp.ndarray  # [] int32, all skipped steps
 
 
 def learning_rate_schedule(train_config):
@@ -73,12 +82,17 @@ def init_params(model, key, near=2.0, far=6.0):
 def create_train_state(config, model, optimizer):
   key = jax.random.key(config.train.seed)
   params = init_params(model, jax.random.fold_in(key, 0), config.data.near, config.data.far)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                    key=jax.random.key_data(jax.random.fold_in(key, 1)))
+  zero = jnp.zeros((), jnp.int32)
+  return TrainState(step=zero, params=params, opt_state=optimizer.init(params),
+                    key=jax.random.key_data(jax.random.fold_in(key, 1)), nonfinite_streak=zero, nonfinite_total=zero)
 
 
 def make_train_step(model, optimizer, config):
-  """A jitted (state, batch, key) -> (state, metrics) for batches from RayBatcher."""
+  """A jitted (state, batch, key) -> (state, metrics) for batches from RayBatcher.
+
+  A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
+  advances the step (the next step sees the next batch) and is counted in the state.
+  """
   near, far = config.data.near, config.data.far
   coarse_weight = config.train.coarse_loss_weight
 
@@ -93,11 +107,46 @@ def make_train_step(model, optimizer, config):
     (loss, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    keep_if_finite = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    skipped = (~finite).astype(jnp.int32)
+    new_state = state.replace(
+        step=state.step + 1, params=keep_if_finite(params, state.params),
+        opt_state=keep_if_finite(opt_state, state.opt_state),
+        nonfinite_streak=(state.nonfinite_streak + 1) * skipped, nonfinite_total=state.nonfinite_total + skipped)
     metrics = {"loss": loss, "psnr": metrics_lib.psnr_from_mse(losses[-1]),
-               "psnr_coarse": metrics_lib.psnr_from_mse(losses[0]), "grad_norm": optax.tree.norm(grads)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+               "psnr_coarse": metrics_lib.psnr_from_mse(losses[0]), "grad_norm": grad_norm}
+    return new_state, metrics
 
   return train_step
+
+
+def prepare_workdir(config, workdir):
+  """Create the workdir and check that it can hold this run, before anything in it is written.
+
+  Raises WorkdirError if it cannot be created or written, or if it holds a run whose model differs from
+  config.model (its checkpoints would not fit).
+  """
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryFile(dir=workdir):
+      pass
+  except OSError as e:
+    raise WorkdirError(f"{workdir}: cannot write to the workdir ({e.strerror or e})") from None
+  saved_path = os.path.join(workdir, "config.json")
+  if os.path.exists(saved_path):
+    try:
+      with open(saved_path) as f:
+        saved_model = json.load(f)["model"]
+    except (OSError, ValueError, KeyError, TypeError):
+      raise WorkdirError(f"{saved_path}: not a jaxnerf run config; use another --workdir") from None
+    current = json.loads(config.model.to_json_best_effort())
+    changed = sorted(k for k in set(saved_model) | set(current) if saved_model.get(k) != current.get(k))
+    if changed:
+      diffs = ", ".join(f"model.{k}={saved_model.get(k)!r} there, {current.get(k)!r} here" for k in changed)
+      raise WorkdirError(f"{saved_path}: the run in this workdir has another model ({diffs}); "
+                         "use another --workdir or the same model settings")
 
 
 def write_config(config, workdir):
@@ -106,56 +155,90 @@ def write_config(config, workdir):
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
+class StopRequest:
+  """Set by SIGTERM (a preemption notice): the loop saves a checkpoint and returns at the next step."""
+
+  def __init__(self):
+    self.requested = False
+
+  def __enter__(self):
+    self._previous = None
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
 def train_and_evaluate(config, workdir):
   """Train a NeRF on config.data's scene, checkpointing to workdir and resuming from its latest checkpoint.
 
   Returns:
     The final TrainState.
   """
-  os.makedirs(workdir, exist_ok=True)
+  config_lib.validate(config, jax.device_count())
   train_views = loaders.load_views(config, "train")
   val_views = loaders.load_views(config, "val", stride=10**9) if config.train.val_every else None
 
   model = build_model(config)
   optimizer = make_optimizer(config.train)
   state = create_train_state(config, model, optimizer)
-  mngr = checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints)
-  restored = checkpoints.restore_latest(mngr, state)
-  if restored is not None:
-    state = restored
-  write_config(config, workdir)
+  prepare_workdir(config, workdir)
+  with checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints) as mngr, \
+       StopRequest() as stop:
+    restored = checkpoints.restore_latest(mngr, state)
+    if restored is not None:
+      state = restored
+    write_config(config, workdir)
 
-  start = int(state.step)
-  train_step = make_train_step(model, optimizer, config)
-  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
-  batcher = batching.RayBatcher(train_views, config.train.batch_size, config.train.batching,
-                                config.train.precrop_steps, config.train.precrop_fraction, seed=config.train.seed)
-  base_key = jax.random.wrap_key_data(state.key)
-  writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
-  progress = tqdm.tqdm(total=config.train.max_steps, initial=start, unit="step", dynamic_ncols=True,
-                       desc="resumed" if start else "training", mininterval=1.0)
-  interval_start, interval_steps = time.perf_counter(), 0
-  for step in range(start, config.train.max_steps):
-    state, step_metrics = train_step(state, batcher(step), jax.random.fold_in(base_key, step))
-    done = step + 1
-    interval_steps += 1
-    progress.update(1)
-    if done % config.train.log_every == 0 or done == config.train.max_steps:
-      step_metrics = jax.tree.map(float, step_metrics)
-      rays_per_sec = interval_steps * config.train.batch_size / (time.perf_counter() - interval_start)
-      interval_start, interval_steps = time.perf_counter(), 0
-      for name, value in step_metrics.items():
-        writer.add_scalar(f"train/{name}", value, done)
-      writer.add_scalar("train/rays_per_sec", rays_per_sec, done)
-      writer.add_scalar("train/learning_rate", float(learning_rate_schedule(config.train)(done)), done)
-      progress.set_postfix(loss=f"{step_metrics['loss']:.4f}", psnr=f"{step_metrics['psnr']:.2f}",
-                           rays_per_s=f"{rays_per_sec:.0f}")
-    if val_views is not None and done % config.train.val_every == 0:
-      _log_validation(writer, render_chunk, state.params, val_views, config, done)
-    if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
-      checkpoints.save(mngr, done, state)
-  progress.close()
-  writer.close()
+    start = int(state.step)
+    train_step = make_train_step(model, optimizer, config)
+    render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+    batcher = batching.RayBatcher(train_views, config.train.batch_size, config.train.batching,
+                                  config.train.precrop_steps, config.train.precrop_fraction, seed=config.train.seed)
+    base_key = jax.random.wrap_key_data(state.key)
+    writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    progress = tqdm.tqdm(total=config.train.max_steps, initial=start, unit="step", dynamic_ncols=True,
+                         desc="resumed" if start else "training", mininterval=1.0)
+    interval_start, interval_steps = time.perf_counter(), 0
+    for step in range(start, config.train.max_steps):
+      state, step_metrics = train_step(state, batcher(step), jax.random.fold_in(base_key, step))
+      done = step + 1
+      interval_steps += 1
+      progress.update(1)
+      streak = int(state.nonfinite_streak)
+      if streak >= config.train.max_nonfinite_steps:
+        progress.close()
+        raise TrainingDivergedError(
+            f"steps {done - streak + 1}..{done}: loss or gradients not finite {streak} steps in a row "
+            f"(train.max_nonfinite_steps); stopped without saving, the last checkpoint in {workdir} is intact. "
+            "Try a lower train.lr_init or set train.grad_max_norm.")
+      if done % config.train.log_every == 0 or done == config.train.max_steps:
+        step_metrics = jax.tree.map(float, step_metrics)
+        rays_per_sec = interval_steps * config.train.batch_size / (time.perf_counter() - interval_start)
+        interval_start, interval_steps = time.perf_counter(), 0
+        for name, value in step_metrics.items():
+          writer.add_scalar(f"train/{name}", value, done)
+        writer.add_scalar("train/rays_per_sec", rays_per_sec, done)
+        writer.add_scalar("train/nonfinite_steps", int(state.nonfinite_total), done)
+        writer.add_scalar("train/learning_rate", float(learning_rate_schedule(config.train)(done)), done)
+        progress.set_postfix(loss=f"{step_metrics['loss']:.4f}", psnr=f"{step_metrics['psnr']:.2f}",
+                             rays_per_s=f"{rays_per_sec:.0f}")
+      if val_views is not None and done % config.train.val_every == 0:
+        _log_validation(writer, render_chunk, state.params, val_views, config, done)
+      if done % config.train.checkpoint_every == 0 or done == config.train.max_steps or stop.requested:
+        checkpoints.save(mngr, done, state)
+      if stop.requested:
+        progress.write(f"SIGTERM: saved a checkpoint at step {done} in {workdir}; run the same command to resume")
+        break
+    progress.close()
+    writer.close()
   return state
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 import jaxnerf
 from jaxnerf.data import blender
+from jaxnerf.errors import DataError
 from conftest import SHARED_LEGO
 
 
@@ -65,7 +66,7 @@ def rewrite_json(root, edit):
 
 
 def expect_error(match, *args, **kwargs):
-  with pytest.raises(blender.DataError, match=match):
+  with pytest.raises(DataError, match=match):
     blender.load_split(*args, **kwargs)
 
 

@@ -6,6 +6,7 @@ would have, and every process of a multi-host job can draw its own share from it
 import numpy as np
 
 from jaxnerf.data.views import Views
+from jaxnerf.errors import ConfigError
 
 BATCHING_MODES = ("all_images", "single_image")
 
@@ -16,7 +17,7 @@ class RayBatcher:
   def __init__(self, views: Views, batch_size, mode="all_images", precrop_steps=0, precrop_fraction=0.5,
                seed=0, stream=0):
     if mode not in BATCHING_MODES:
-      raise ValueError(f"config.train.batching: expected one of {BATCHING_MODES}, got {mode!r}")
+      raise ConfigError(f"config.train.batching: expected one of {BATCHING_MODES}, got {mode!r}")
     self.views = views
     self.batch_size = batch_size
     self.mode = mode

@@ -6,12 +6,9 @@ import numpy as np
 from PIL import Image
 
 from jaxnerf.data.views import Views
+from jaxnerf.errors import DataError
 
 SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-  """A problem with the user's data, reported as one line naming the file and what was expected."""
 
 
 def read_rgba(path):

@@ -1,5 +1,6 @@
 """Load a split of the configured scene."""
 from jaxnerf.data import blender
+from jaxnerf.errors import ConfigError
 
 DATASETS = ("blender",)
 
@@ -11,4 +12,4 @@ def load_views(config, split, stride=1):
     background = (1.0, 1.0, 1.0) if d.white_background else (0.0, 0.0, 0.0)
     return blender.load_split(d.data_dir, split, factor=d.factor, background=background, near=d.near, far=d.far,
                               stride=stride, pixel_center=d.pixel_center)
-  raise blender.DataError(f"config.data.dataset: expected one of {DATASETS}, got {d.dataset!r}")
+  raise ConfigError(f"config.data.dataset: expected one of {DATASETS}, got {d.dataset!r}")

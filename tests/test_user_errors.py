@@ -1,0 +1,150 @@
+"""Bad input: one clear line naming the file or field, exit code 2, no traceback, nothing in the workdir changed."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+import jaxnerf
+from jaxnerf import train_lib
+from conftest import REPO
+
+TINY = ["--config.model.depth=2", "--config.model.width=16", "--config.model.skip_layer=1",
+        "--config.model.view_width=8", "--config.model.num_coarse_samples=4", "--config.model.num_fine_samples=4",
+        "--config.train.batch_size=64", "--config.train.max_steps=2", "--config.train.val_every=0",
+        "--config.eval.chunk=1024"]
+
+
+def tiny_config():
+  sys.path.insert(0, os.path.join(REPO, "configs"))
+  import demo
+  config = demo.get_config()
+  for arg in TINY:
+    path, value = arg[len("--config."):].split("=")
+    group, field = path.split(".")
+    config[group][field] = type(config[group][field])(value)
+  return config
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("trained") / "run")
+  train_lib.train_and_evaluate(tiny_config(), workdir)
+  return workdir
+
+
+@pytest.fixture
+def scene(tmp_path):
+  root = tmp_path / "scene"
+  shutil.copytree(jaxnerf.DEMO_SCENE, root, ignore=shutil.ignore_patterns("val"))
+  return root
+
+
+def snapshot(directory):
+  result = {}
+  for dirpath, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(dirpath, name)
+      with open(path, "rb") as f:
+        result[path] = hashlib.sha256(f.read()).hexdigest()
+  return result
+
+
+def run_cli(script, workdir, *args, env=None):
+  cmd = [sys.executable, os.path.join(REPO, script), f"--workdir={workdir}", *TINY, *args]
+  return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def expect_user_error(script, workdir, expected, *args, env=None):
+  before = snapshot(workdir) if os.path.isdir(workdir) else None
+  result = run_cli(script, workdir, *args, env=env)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and expected in last, last
+  if before is not None:
+    assert snapshot(workdir) == before
+  return last
+
+
+def edit_json(path, edit):
+  meta = json.loads(path.read_text())
+  edit(meta)
+  path.write_text(json.dumps(meta))
+
+
+def set_pose_entry(frame, value):
+  return lambda meta: meta["frames"][frame]["transform_matrix"][0].__setitem__(0, value)
+
+
+DATA_CASES = {
+    "missing data directory": (lambda root: shutil.rmtree(root), "scene: data directory not found"),
+    "missing transforms JSON": (lambda root: (root / "transforms_train.json").unlink(),
+                                "transforms_train.json: file not found"),
+    "malformed JSON": (lambda root: (root / "transforms_train.json").write_text('{"frames": ['),
+                       "transforms_train.json: malformed JSON"),
+    "missing image": (lambda root: (root / "train" / "r_7.png").unlink(), "r_7.png: image file not found"),
+    "corrupt image": (lambda root: (root / "train" / "r_7.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0"),
+                      "r_7.png: not a readable image"),
+    "truncated image": (lambda root: (root / "train" / "r_7.png").write_bytes(
+        (root / "train" / "r_7.png").read_bytes()[:300]), "r_7.png: not a readable image"),
+    "mismatched sizes": (lambda root: Image.new("RGBA", (50, 40)).save(root / "train" / "r_7.png"),
+                         "r_7.png: image is 50x40, expected 100x100"),
+    "non-finite pose": (lambda root: edit_json(root / "transforms_train.json", set_pose_entry(3, float("nan"))),
+                        "frame 3 (./train/r_3): transform_matrix has non-finite entries"),
+    "non-rigid pose": (lambda root: edit_json(root / "transforms_train.json", set_pose_entry(3, 2.0)),
+                       "frame 3 (./train/r_3): transform_matrix is not a rigid transform"),
+    "empty split": (lambda root: edit_json(root / "transforms_train.json", lambda m: m.update(frames=[])),
+                    "transforms_train.json: split 'train' has no frames"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_CASES))
+def test_bad_data(case, scene, trained_run):
+  break_scene, expected = DATA_CASES[case]
+  break_scene(scene)
+  expect_user_error("train.py", trained_run, expected, f"--config.data.data_dir={scene}")
+
+
+def test_bad_config_values(trained_run):
+  expect_user_error("train.py", trained_run, "--config.train.no_such_field: no such config field",
+                    "--config.train.no_such_field=1")
+  expect_user_error("train.py", trained_run, "--config.train.batch_size=many: invalid literal for int()",
+                    "--config.train.batch_size=many")
+  expect_user_error("train.py", trained_run, "downsampling factor 3 does not divide the image size 100x100",
+                    "--config.data.factor=3")
+  expect_user_error("eval.py", trained_run, "config.data.near/far: expected 0 <= near < far",
+                    "--config.data.near=7")
+
+
+def test_batch_size_must_divide_over_devices(tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  expect_user_error("train.py", str(tmp_path / "run"),
+                    "config.train.batch_size: expected a positive multiple of the 2 device(s) the batch is split "
+                    "over, got 63", "--config.train.batch_size=63", env=env)
+
+
+def test_unwritable_workdir(tmp_path):
+  blocker = tmp_path / "a_file"
+  blocker.write_text("not a directory")
+  expect_user_error("train.py", str(blocker / "run"), "cannot write to the workdir")
+
+
+def test_incompatible_model_and_checkpoint(trained_run, tmp_path):
+  expect_user_error("train.py", trained_run, "has another model (model.width=16 there, 32 here)",
+                    "--config.model.width=32")
+  expect_user_error("eval.py", trained_run, "has another model", "--config.model.num_fine_samples=8")
+  # Without the saved config, the checkpoint itself is checked against the model.
+  copy = str(tmp_path / "copy")
+  shutil.copytree(trained_run, copy)
+  os.remove(os.path.join(copy, "config.json"))
+  expect_user_error("train.py", copy, "checkpoint does not fit this config's model", "--config.model.width=32")
+
+
+def test_eval_without_checkpoint(tmp_path):
+  expect_user_error("eval.py", str(tmp_path / "empty"), "no checkpoint to evaluate")
+  assert not os.path.exists(tmp_path / "empty")

@@ -47,5 +47,5 @@ class Views:
 
   def image_rays(self, view):
     """All rays of one view: [height, width, 3] Rays."""
-    y, x = np.mgrid[:self.height, :self.width]
-    return self.pixel_rays(np.full_like(x, view), x, y)
+    return rays_lib.image_rays(self.height, self.width, np.float32(self.focal), self.cam_to_world[view],
+                               self.pixel_center, xnp=np)

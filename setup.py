@@ -22,6 +22,8 @@ setup(
         "ml_collections>=0.1.1,<2",
         "tensorboardX>=2.6,<3",
         "tqdm>=4.66,<5",
+        "imageio>=2.31,<3",
+        "imageio-ffmpeg>=0.5,<0.9",
     ],
     extras_require={"test": ["pytest>=8,<10"]},
 )

@@ -21,6 +21,10 @@ def base_config():
   config.data.near = 2.0
   config.data.far = 6.0
   config.data.pixel_center = True  # rays through pixel centres (the NeRF paper's code used corners)
+  # LLFF only:
+  config.data.llff_hold = 8  # every llff_hold-th photo (0, 8, 16, ...) is held out for test and val
+  config.data.ndc = False  # sample forward-facing scenes in normalised device coordinates (near 0, far 1)
+  config.data.spherify = False  # recentre inward-facing 360-degree captures on a sphere (use with ndc False)
 
   config.model = ml_collections.ConfigDict()
   config.model.depth = 8
@@ -89,6 +93,7 @@ def validate(config, device_count):
       (m.num_fine_samples >= 0, "model.num_fine_samples", f"0 or more, got {m.num_fine_samples}"),
       (m.depth > 0 and m.width > 0, "model.depth/width", "positive sizes"),
       (d.factor >= 1, "data.factor", f"an integer >= 1, got {d.factor}"),
+      (d.llff_hold >= 2, "data.llff_hold", f"an integer >= 2, got {d.llff_hold}"),
       (0 <= d.near < d.far, "data.near/far", f"0 <= near < far, got {d.near} and {d.far}"),
       (config.eval.chunk > 0 and config.eval.stride > 0, "eval.chunk/stride", "positive values"),
   ]

@@ -15,6 +15,23 @@ from jaxnerf.data import loaders
 from jaxnerf.errors import WorkdirError
 
 
+def restore_trained(config, workdir):
+  """The model of `config` and the latest training state in workdir.
+
+  Raises WorkdirError if workdir holds no checkpoint, or a run or checkpoint of another model.
+  """
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise WorkdirError(f"{workdir}: no checkpoint to render (train first, with the same --workdir)")
+  train_lib.prepare_workdir(config, workdir)
+  model = train_lib.build_model(config)
+  template = train_lib.create_train_state(config, model, train_lib.make_optimizer(config.train))
+  with checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints) as mngr:
+    state = checkpoints.restore_latest(mngr, template)
+  if state is None:
+    raise WorkdirError(f"{workdir}: no checkpoint to render (train first, with the same --workdir)")
+  return model, state
+
+
 def evaluate(config, workdir):
   """Render config.eval.split (every config.eval.stride-th view) with the latest checkpoint in workdir.
 
@@ -24,17 +41,8 @@ def evaluate(config, workdir):
     The metrics dict written to metrics.json.
   """
   config_lib.validate(config, jax.device_count())
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise WorkdirError(f"{workdir}: no checkpoint to evaluate (train first, with the same --workdir)")
-  train_lib.prepare_workdir(config, workdir)
   views = loaders.load_views(config, config.eval.split, stride=config.eval.stride)
-  model = train_lib.build_model(config)
-  optimizer = train_lib.make_optimizer(config.train)
-  template = train_lib.create_train_state(config, model, optimizer)
-  with checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints) as mngr:
-    state = checkpoints.restore_latest(mngr, template)
-  if state is None:
-    raise WorkdirError(f"{workdir}: no checkpoint to evaluate (train first, with the same --workdir)")
+  model, state = restore_trained(config, workdir)
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
   variables = {"params": state.params}
 

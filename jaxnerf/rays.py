@@ -67,3 +67,32 @@ def image_rays(height, width, focal, cam_to_world, pixel_center=True, xnp=np):
   """
   x, y = pixel_grid(height, width, xnp=xnp)
   return pinhole_rays(x, y, focal, (width / 2.0, height / 2.0), cam_to_world, pixel_center, xnp=xnp)
+
+
+def to_ndc(rays, width, height, focal, near=1.0, xnp=np):
+  """Map rays of a forward-facing camera into normalised device coordinates (NDC).
+
+  The scene's view frustum (camera at the origin looking down -z, as after LLFF recentring) becomes the cube
+  [-1, 1]^3: a point at depth z (z < 0) goes to (-2 f / W * x / z, -2 f / H * y / z, 1 + 2 near / z), so the near
+  plane z = -near maps to -1 and infinite depth to +1. Rays are first moved to start on the near plane; the NDC
+  ray then covers the rest of the frustum for t in [0, 1] (t = 1 is infinitely far), so a forward-facing scene
+  of unbounded depth is sampled with near = 0, far = 1. `viewdirs` are kept in world space for the network.
+
+  Args:
+    rays: Rays with [..., 3] origins and directions in the camera-aligned world frame (directions with z < 0).
+    width, height, focal: the pinhole camera in pixels (only the ratios W / f and H / f matter).
+    near: depth of the near plane.
+
+  Returns:
+    Rays with NDC origins and directions, [..., 3].
+  """
+  origins, directions = rays.origins, rays.directions
+  ox, oy, oz = origins[..., 0], origins[..., 1], origins[..., 2]
+  dx, dy, dz = directions[..., 0], directions[..., 1], directions[..., 2]
+  t_near = -(near + oz) / dz
+  ox, oy, oz = ox + t_near * dx, oy + t_near * dy, oz + t_near * dz
+  sx, sy = -2.0 * focal / width, -2.0 * focal / height
+  ndc_origins = xnp.stack([sx * ox / oz, sy * oy / oz, 1.0 + 2.0 * near / oz], axis=-1)
+  ndc_directions = xnp.stack(
+      [sx * (dx / dz - ox / oz), sy * (dy / dz - oy / oz), -2.0 * near / oz], axis=-1)
+  return Rays(origins=ndc_origins, directions=ndc_directions, viewdirs=rays.viewdirs)

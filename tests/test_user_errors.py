@@ -12,12 +12,7 @@ from PIL import Image
 import jaxnerf
 from jaxnerf import train_lib
 from conftest import REPO
-
-TINY = ["--config.model.depth=2", "--config.model.width=16", "--config.model.skip_layer=1",
-        "--config.model.view_width=8", "--config.model.num_coarse_samples=4", "--config.model.num_fine_samples=4",
-        "--config.train.batch_size=64", "--config.train.max_steps=2", "--config.train.val_every=0",
-        "--config.eval.chunk=1024"]
-
+from conftest import TINY
 
 def tiny_config():
   sys.path.insert(0, os.path.join(REPO, "configs"))
@@ -146,5 +141,5 @@ def test_incompatible_model_and_checkpoint(trained_run, tmp_path):
 
 
 def test_eval_without_checkpoint(tmp_path):
-  expect_user_error("eval.py", str(tmp_path / "empty"), "no checkpoint to evaluate")
+  expect_user_error("eval.py", str(tmp_path / "empty"), "no checkpoint to render")
   assert not os.path.exists(tmp_path / "empty")

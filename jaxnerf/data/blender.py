@@ -6,6 +6,7 @@ import numpy as np
 from PIL import Image
 
 from jaxnerf.data.views import Views
+from jaxnerf.data.views import check_pose
 from jaxnerf.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -85,7 +86,7 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
       pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
     except (KeyError, TypeError, ValueError):
       raise DataError(f"{json_path}: frame {i} needs 'file_path' and a 4x4 'transform_matrix'") from None
-    _check_pose(pose, f"{json_path}: frame {i} ({file_path})")
+    check_pose(pose, f"{json_path}: frame {i} ({file_path})", field="transform_matrix", shapes=((4, 4),))
     image_path = os.path.join(data_dir, os.path.normpath(file_path))
     if not os.path.splitext(image_path)[1]:
       image_path += ".png"
@@ -105,13 +106,3 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
   focal = 0.5 * width / np.tan(0.5 * float(meta["camera_angle_x"]))
   return Views(images=np.stack(images).astype(np.float32), cam_to_world=np.stack(poses).astype(np.float32),
                focal=float(focal), near=near, far=far, names=names, pixel_center=pixel_center)
-
-
-def _check_pose(pose, where):
-  if pose.shape != (4, 4):
-    raise DataError(f"{where}: transform_matrix must be 4x4, got shape {pose.shape}")
-  if not np.all(np.isfinite(pose)):
-    raise DataError(f"{where}: transform_matrix has non-finite entries")
-  rotation = pose[:3, :3]
-  if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or abs(np.linalg.det(rotation) - 1) > 1e-3:
-    raise DataError(f"{where}: transform_matrix is not a rigid transform (its 3x3 block is not a rotation)")

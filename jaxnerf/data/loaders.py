@@ -1,8 +1,9 @@
 """Load a split of the configured scene."""
 from jaxnerf.data import blender
+from jaxnerf.data import llff
 from jaxnerf.errors import ConfigError
 
-DATASETS = ("blender",)
+DATASETS = ("blender", "llff")
 
 
 def load_views(config, split, stride=1):
@@ -12,4 +13,7 @@ def load_views(config, split, stride=1):
     background = (1.0, 1.0, 1.0) if d.white_background else (0.0, 0.0, 0.0)
     return blender.load_split(d.data_dir, split, factor=d.factor, background=background, near=d.near, far=d.far,
                               stride=stride, pixel_center=d.pixel_center)
+  if d.dataset == "llff":
+    return llff.load_split(d.data_dir, split, factor=d.factor, hold=d.llff_hold, spherify=d.spherify, ndc=d.ndc,
+                           stride=stride, pixel_center=d.pixel_center)
   raise ConfigError(f"config.data.dataset: expected one of {DATASETS}, got {d.dataset!r}")

@@ -1,10 +1,23 @@
 """Posed images of one split of a scene, and the rays through their pixels."""
 import dataclasses
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
 from jaxnerf import rays as rays_lib
+from jaxnerf.errors import DataError
+
+
+def check_pose(pose, where, field="camera pose", shapes=((3, 4), (4, 4))):
+  """Raise DataError unless `pose` has one of `shapes` and is finite with a rotation as its 3x3 block."""
+  if pose.shape not in shapes:
+    raise DataError(f"{where}: {field} must be {' or '.join('x'.join(map(str, s)) for s in shapes)}, "
+                    f"got shape {pose.shape}")
+  if not np.all(np.isfinite(pose)):
+    raise DataError(f"{where}: {field} has non-finite entries")
+  rotation = pose[:3, :3]
+  if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or abs(np.linalg.det(rotation) - 1) > 1e-3:
+    raise DataError(f"{where}: {field} is not a rigid transform (its 3x3 block is not a rotation)")
 
 
 @dataclasses.dataclass
@@ -18,6 +31,8 @@ class Views:
     near, far: distance bounds along the rays.
     names: source image of each view, e.g. "test/r_25".
     pixel_center: rays through pixel centres rather than corners.
+    ndc: rays are mapped to normalised device coordinates (forward-facing scenes, see rays.to_ndc).
+    bounds: [num_views, 2] near and far scene depth of each view, where the dataset records them (LLFF).
   """
   images: np.ndarray
   cam_to_world: np.ndarray
@@ -26,6 +41,8 @@ class Views:
   far: float
   names: List[str]
   pixel_center: bool = True
+  ndc: bool = False
+  bounds: Optional[np.ndarray] = None
 
   @property
   def height(self):
@@ -40,12 +57,30 @@ class Views:
 
   def pixel_rays(self, view, x, y):
     """Rays through pixels (x, y) of views `view`; all [...] integer arrays. Returns [..., 3] float32 Rays."""
-    return rays_lib.pinhole_rays(
+    rays = rays_lib.pinhole_rays(
         x.astype(np.float32), y.astype(np.float32), np.float32(self.focal),
         (np.float32(self.width / 2), np.float32(self.height / 2)), self.cam_to_world[view],
         self.pixel_center, xnp=np)
+    return self._to_ndc(rays, self.width, self.height, self.focal)
 
   def image_rays(self, view):
     """All rays of one view: [height, width, 3] Rays."""
-    return rays_lib.image_rays(self.height, self.width, np.float32(self.focal), self.cam_to_world[view],
+    return self.camera_rays(self.cam_to_world[view])
+
+  def camera_rays(self, cam_to_world, factor=1):
+    """All rays of a camera with this camera model at any pose, e.g. along a video path.
+
+    Args:
+      cam_to_world: [3, 4].
+      factor: integer downsampling of the image size (and focal length).
+
+    Returns:
+      [height / factor, width / factor, 3] Rays.
+    """
+    height, width, focal = self.height // factor, self.width // factor, self.focal / factor
+    rays = rays_lib.image_rays(height, width, np.float32(focal), np.asarray(cam_to_world, np.float32),
                                self.pixel_center, xnp=np)
+    return self._to_ndc(rays, width, height, focal)
+
+  def _to_ndc(self, rays, width, height, focal):
+    return rays_lib.to_ndc(rays, np.float32(width), np.float32(height), np.float32(focal)) if self.ndc else rays

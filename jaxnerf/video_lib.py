@@ -1,0 +1,94 @@
+"""Videos along a camera path from the latest checkpoint of a run: colour and depth, as mp4 (H.264) or GIF."""
+import os
+
+import imageio.v2 as imageio
+import numpy as np
+import tqdm
+
+from jaxnerf import camera_paths
+from jaxnerf import config as config_lib
+from jaxnerf import eval_lib
+from jaxnerf import render
+from jaxnerf.data import loaders
+from jaxnerf.errors import ConfigError
+
+PATHS = ("auto", "spiral", "orbit", "test")
+FORMATS = ("mp4", "gif")
+
+
+def path_poses(kind, config, num_frames):
+  """The resolved path kind, its [num_frames, 3, 4] camera poses, and the Views whose camera renders them.
+
+  "spiral" (forward-facing scenes) and "orbit" (inward-facing ones) are built from the training poses; "test"
+  walks through the test views (repeating them if needed); "auto" is the spiral for forward-facing (NDC) scenes
+  and the orbit otherwise.
+  """
+  if kind not in PATHS:
+    raise ConfigError(f"--path: expected one of {PATHS}, got {kind!r}")
+  if kind == "test":
+    views = loaders.load_views(config, "test")
+    return kind, views.cam_to_world[np.arange(num_frames) % len(views)], views
+  views = loaders.load_views(config, "train")
+  if kind == "auto":
+    kind = "spiral" if views.ndc else "orbit"
+  if kind == "spiral":
+    if views.bounds is None:
+      raise ConfigError(f"--path=spiral: needs the scene depth bounds of an LLFF dataset; config.data.dataset is "
+                        f"{config.data.dataset!r} (use --path=orbit)")
+    return kind, camera_paths.spiral_path(views.cam_to_world.astype(np.float64), views.bounds, num_frames), views
+  return kind, camera_paths.orbit_path(views.cam_to_world.astype(np.float64), num_frames), views
+
+
+def even_crop(frame):
+  """H.264 in 4:2:0 colour needs even sizes: drop a last odd row or column."""
+  return frame[:frame.shape[0] // 2 * 2, :frame.shape[1] // 2 * 2]
+
+
+def open_writer(path, fps):
+  if path.endswith(".gif"):
+    return imageio.get_writer(path, mode="I", duration=1000.0 / fps, loop=0)
+  # yuv420p plays everywhere; macro_block_size=1 keeps the rendered size (no rescaling to multiples of 16).
+  return imageio.get_writer(path, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p", quality=8,
+                            macro_block_size=1)
+
+
+def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1, video_format="mp4"):
+  """Render a camera path with the latest checkpoint in workdir into DIR/videos/<path>_<step>.<format> (colour)
+  and <path>_<step>_depth.<format> (depth: near white, far and empty black; in NDC scenes this is disparity).
+
+  Frames are rendered one at a time in chunks of config.eval.chunk rays, and streamed to the files.
+
+  Returns:
+    dict with the paths written ("rgb", "depth"), "frames", "width" and "height" of the files, and "step".
+  """
+  config_lib.validate(config, 1)
+  checks = [(num_frames > 0, "--frames", f"a positive number, got {num_frames}"),
+            (fps > 0, "--fps", f"a positive number, got {fps}"),
+            (factor >= 1, "--factor", f"an integer >= 1, got {factor}"),
+            (video_format in FORMATS, "--format", f"one of {FORMATS}, got {video_format!r}")]
+  for ok, flag, expected in checks:
+    if not ok:
+      raise ConfigError(f"{flag}: expected {expected}")
+  path, poses, views = path_poses(path, config, num_frames)
+  model, state = eval_lib.restore_trained(config, workdir)
+  render_chunk = render.make_render_chunk(model, views.near, views.far)
+  variables = {"params": state.params}
+
+  video_dir = os.path.join(workdir, "videos")
+  os.makedirs(video_dir, exist_ok=True)
+  stem = os.path.join(video_dir, f"{path}_{int(state.step)}")
+  outputs = {"rgb": f"{stem}.{video_format}", "depth": f"{stem}_depth.{video_format}"}
+  writers = {name: open_writer(file, fps) for name, file in outputs.items()}
+  try:
+    for pose in tqdm.tqdm(poses, unit="frame", desc=f"rendering {path} path", dynamic_ncols=True):
+      out = render.render_rays(render_chunk, variables, views.camera_rays(pose, factor), config.eval.chunk)
+      rgb = render.to_uint8(out["rgb"])
+      depth = render.depth_to_image(out["depth"], out["acc"], views.near, views.far)
+      if video_format == "mp4":
+        rgb, depth = even_crop(rgb), even_crop(depth)
+      writers["rgb"].append_data(rgb)
+      writers["depth"].append_data(np.repeat(depth[..., None], 3, axis=-1))
+  finally:
+    for writer in writers.values():
+      writer.close()
+  return dict(outputs, frames=len(poses), width=rgb.shape[1], height=rgb.shape[0], step=int(state.step))

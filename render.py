@@ -1,0 +1,37 @@
+"""Render a video along a camera path from the latest checkpoint of a run (colour and depth, mp4 or GIF).
+
+  python render.py                                  # 120-frame orbit of the demo run in runs/demo
+  python render.py --config=configs/fern_cpu.py --path=spiral --frames=120 --fps=30
+  python render.py --config=configs/blender.py --config.data.data_dir=PATH/lego --workdir=runs/lego \
+      --path=orbit --factor=2 --format=gif
+
+Videos are written to <workdir>/videos/<path>_<step>.mp4 and <path>_<step>_depth.mp4.
+"""
+from absl import app
+from absl import flags
+
+from jaxnerf import cli
+from jaxnerf import video_lib
+
+FLAGS = flags.FLAGS
+cli.define_flags()
+flags.DEFINE_string("path", "auto", "Camera path: spiral (forward-facing scenes), orbit (inward-facing), test (the "
+                    "test views in turn), or auto (spiral for NDC scenes, orbit otherwise).")
+flags.DEFINE_integer("frames", 120, "Number of frames.")
+flags.DEFINE_integer("fps", 30, "Frames per second.")
+flags.DEFINE_integer("factor", 1, "Render at 1/factor of the training image size.")
+flags.DEFINE_string("format", "mp4", "mp4 (H.264) or gif.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.quiet_library_logs()
+  result = cli.run_reporting_user_errors(video_lib.render_video, FLAGS.config, cli.workdir(FLAGS), FLAGS.path,
+                                         FLAGS.frames, FLAGS.fps, FLAGS.factor, FLAGS.format)
+  print(f"step {result['step']}: {result['frames']} frames of {result['width']}x{result['height']} written to "
+        f"{result['rgb']} and {result['depth']}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

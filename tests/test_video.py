@@ -1,0 +1,61 @@
+"""render.py end to end: tiny runs on LLFF fern and the Blender demo, videos decoded and checked."""
+import os
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from conftest import REPO, TINY
+
+FERN_CPU = os.path.join(REPO, "configs", "fern_cpu.py")
+
+
+def run(script, *args):
+  """Run a script; --config (absl needs it before its overrides) goes first if given."""
+  config = [a for a in args if a.startswith("--config=")]
+  rest = [a for a in args if not a.startswith("--config=")]
+  return subprocess.run([sys.executable, os.path.join(REPO, script), *config, *TINY, *rest], capture_output=True,
+                        text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def fern_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("fern") / "run")
+  result = run("train.py", f"--config={FERN_CPU}", f"--workdir={workdir}")
+  assert result.returncode == 0, result.stderr
+  return workdir
+
+
+def decode(path):
+  frames = iio.imread(path, index=None)
+  return frames[..., :3]
+
+
+def test_fern_spiral_mp4(fern_run):
+  result = run("render.py", f"--config={FERN_CPU}", f"--workdir={fern_run}", "--path=spiral", "--frames=4",
+               "--factor=2")
+  assert result.returncode == 0, result.stderr
+  videos = os.path.join(fern_run, "videos")
+  rgb, depth = decode(os.path.join(videos, "spiral_2.mp4")), decode(os.path.join(videos, "spiral_2_depth.mp4"))
+  # 252x189 halved is 126x94 (94 is even, so nothing is cropped for H.264).
+  assert rgb.shape == depth.shape == (4, 94, 126, 3)
+  assert "126x94" in result.stdout
+  assert rgb.std() > 0 and not np.array_equal(rgb[0], rgb[1])  # the camera moves
+
+
+def test_demo_orbit_gif_and_bad_flags(tmp_path):
+  workdir = str(tmp_path / "demo")
+  assert run("train.py", f"--workdir={workdir}").returncode == 0
+  result = run("render.py", f"--workdir={workdir}", "--frames=3", "--format=gif")
+  assert result.returncode == 0, result.stderr
+  frames = decode(os.path.join(workdir, "videos", "orbit_2.gif"))
+  assert frames.shape == (3, 100, 100, 3)
+  for flag, message in [("--path=circle", "--path: expected one of"), ("--frames=0", "--frames: expected a positive"),
+                        ("--format=avi", "--format: expected one of")]:
+    bad = run("render.py", f"--workdir={workdir}", flag)
+    lines = bad.stderr.strip().splitlines()
+    assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), bad.stderr
+  spiral = run("render.py", f"--workdir={workdir}", "--path=spiral")
+  assert spiral.returncode == 2 and "needs the scene depth bounds of an LLFF dataset" in spiral.stderr

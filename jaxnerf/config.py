@@ -63,7 +63,7 @@ def base_config():
   config.eval = ml_collections.ConfigDict()
   config.eval.split = "test"
   config.eval.stride = 1  # render every stride-th view of the split
-  config.eval.chunk = 8192  # rays per device call when rendering; bounds memory
+  config.eval.chunk = 2048  # rays per device call when rendering; bounds memory (paper model: ~2.2 GB)
   config.eval.write_depth = True
   return config
 

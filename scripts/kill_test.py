@@ -39,23 +39,29 @@ def train_and_eval(args_list, log):
 
 
 def kill_once(args_list, workdir, during_save, rng, log, max_wait):
-  """Start train.py and SIGKILL it: either at a random moment, or as soon as a checkpoint save is in progress
-  (a temporary checkpoint directory exists), after a random extra delay of up to 20 ms.
+  """Start train.py and SIGKILL it: either at a random moment, or while its first or second checkpoint save
+  (chosen at random) is in progress, i.e. while orbax's temporary checkpoint directory exists, after a random
+  extra delay of up to 20 ms. A kill in the first save of a run makes no progress; one in the second does.
 
   Returns (seconds after start, whether a save was in progress at the kill, return code), or None if the run
   finished before it could be killed.
   """
+  pattern = os.path.join(workdir, "checkpoints", TMP_PATTERN)
+  leftovers = set(glob.glob(pattern))  # of an earlier killed save; the run removes them as it starts
   process = subprocess.Popen([sys.executable, os.path.join(REPO, "train.py")] + args_list, stdout=log,
                              stderr=log)
   start = time.perf_counter()
-  deadline = start + (max_wait if during_save else rng.uniform(1.0, max_wait))
-  pattern = os.path.join(workdir, "checkpoints", TMP_PATTERN)
+  deadline = start + (max_wait * 4 if during_save else rng.uniform(3.0, max_wait))
+  target_save = rng.choice([1, 2])
+  saves_seen = set()
   saving = False
   while time.perf_counter() < deadline and process.poll() is None:
-    if during_save and glob.glob(pattern):
-      time.sleep(rng.uniform(0.0, 0.02))
-      saving = True
-      break
+    if during_save:
+      saves_seen.update(set(glob.glob(pattern)) - leftovers)
+      if len(saves_seen) >= target_save:
+        time.sleep(rng.uniform(0.0, 0.02))
+        saving = True
+        break
     time.sleep(0.001 if during_save else 0.05)
   if process.poll() is not None:
     return None
@@ -71,7 +77,7 @@ def main():
   parser.add_argument("--kills", type=int, default=20)
   parser.add_argument("--max_steps", type=int, default=3000)
   parser.add_argument("--checkpoint_every", type=int, default=100)
-  parser.add_argument("--max_wait", type=float, default=30.0, help="latest random kill time after a start (s)")
+  parser.add_argument("--max_wait", type=float, default=45.0, help="latest random kill time after a start (s)")
   parser.add_argument("--tolerance_db", type=float, default=0.1)
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -103,6 +104,15 @@ def test_bad_data(case, scene, trained_run):
   break_scene, expected = DATA_CASES[case]
   break_scene(scene)
   expect_user_error("train.py", trained_run, expected, f"--config.data.data_dir={scene}")
+
+
+def test_llff_poses_bounds_of_the_wrong_shape(tmp_path, trained_run):
+  root = tmp_path / "llff"
+  (root / "images").mkdir(parents=True)
+  np.save(root / "poses_bounds.npy", np.zeros((3, 15)))
+  expect_user_error("train.py", trained_run, "poses_bounds.npy: expected an array of shape [num_images, 17] (a 3x5 "
+                    "pose and 2 bounds per row), got shape [3, 15]", "--config.data.dataset=llff",
+                    f"--config.data.data_dir={root}", "--config.data.factor=1")
 
 
 def test_bad_config_values(trained_run):

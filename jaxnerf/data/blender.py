@@ -78,7 +78,7 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
   if not frames:
     raise DataError(f"{json_path}: split '{split}' has no frames")
 
-  images, poses, names = [], [], []
+  images, poses, names = None, [], []
   full_size = None
   for i, frame in enumerate(frames):
     try:
@@ -98,11 +98,13 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
       raise DataError(f"{image_path}: image is {w}x{h}, expected {full_size[1]}x{full_size[0]} like the "
                       "other images of the scene")
     full_size = (h, w)
-    images.append(composite_on_background(downsample_premultiplied(rgba, factor), background))
+    if images is None:  # filled in place: a list and a stacked copy would need twice the memory
+      images = np.empty((len(frames), h // factor, w // factor, 3), np.float32)
+    images[i] = composite_on_background(downsample_premultiplied(rgba, factor), background)
     poses.append(pose[:3, :4])
     names.append(os.path.normpath(file_path))
 
   width = full_size[1] // factor
   focal = 0.5 * width / np.tan(0.5 * float(meta["camera_angle_x"]))
-  return Views(images=np.stack(images).astype(np.float32), cam_to_world=np.stack(poses).astype(np.float32),
+  return Views(images=images, cam_to_world=np.stack(poses).astype(np.float32),
                focal=float(focal), near=near, far=far, names=names, pixel_center=pixel_center)

@@ -5,6 +5,7 @@
 """
 from absl import app
 from absl import flags
+import jax
 
 from jaxnerf import cli
 from jaxnerf import eval_lib
@@ -17,9 +18,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   cli.quiet_library_logs()
+  cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(eval_lib.evaluate, FLAGS.config, cli.workdir(FLAGS))
-  print(f"step {result['step']}: mean PSNR {result['psnr']:.2f} dB, mean SSIM {result['ssim']:.4f} "
-        f"over {len(result['per_image'])} {result['split']} views")
+  if jax.process_index() == 0:
+    print(f"step {result['step']}: mean PSNR {result['psnr']:.2f} dB, mean SSIM {result['ssim']:.4f} "
+          f"over {len(result['per_image'])} {result['split']} views")
 
 
 if __name__ == "__main__":

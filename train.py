@@ -19,6 +19,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   cli.quiet_library_logs()
+  cli.join_distributed(FLAGS)
   cli.run_reporting_user_errors(train_lib.train_and_evaluate, FLAGS.config, cli.workdir(FLAGS))
 
 

@@ -7,6 +7,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from jaxnerf import config as config_lib
+from jaxnerf import distributed
 from jaxnerf.errors import TrainingDivergedError
 from jaxnerf.errors import UserError
 
@@ -23,6 +24,28 @@ def define_flags(argv=None):
       lock_config=True)
   flags.DEFINE_string("workdir", None, "Run directory for checkpoints, logs and renders "
                       "(default: runs/<config file name> under the current directory).")
+  define_distributed_flags()
+
+
+def define_distributed_flags():
+  """Flags of a multi-process run, each defaulting to an environment variable JAXNERF_<FLAG NAME>."""
+  env = lambda name: os.environ.get("JAXNERF_" + name.upper())
+  flags.DEFINE_string("coordinator_address", env("coordinator_address"),
+                      "host:port of process 0 in a multi-process run (process 0 listens on that port).")
+  flags.DEFINE_integer("num_processes", env("num_processes"), "Number of processes in a multi-process run.")
+  flags.DEFINE_integer("process_id", env("process_id"), "This process's id, 0..num_processes-1.")
+  flags.DEFINE_bool("distributed", env("distributed") or False,
+                    "Multi-process run with JAX's detection of coordinator, count and id (TPU pods, Slurm, "
+                    "Open MPI) instead of the three flags above.")
+  flags.DEFINE_integer("distributed_timeout", env("distributed_timeout") or 60,
+                       "Seconds to wait for every process of a multi-process run to join before failing.")
+
+
+def join_distributed(flag_values):
+  """Join the multi-process run the flags describe, if any; call before anything else uses JAX."""
+  run_reporting_user_errors(
+      distributed.initialize, flag_values.coordinator_address, flag_values.num_processes, flag_values.process_id,
+      flag_values.distributed, flag_values.distributed_timeout)
 
 
 def fail(message):

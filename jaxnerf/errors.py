@@ -19,3 +19,7 @@ class WorkdirError(UserError):
 
 class TrainingDivergedError(RuntimeError):
   """Too many training steps in a row had a non-finite loss or gradient."""
+
+
+class DistributedError(UserError):
+  """Multi-process settings that cannot work: missing or inconsistent coordinator address, count or id."""

@@ -35,7 +35,8 @@ def restore_trained(config, workdir):
 def evaluate(config, workdir):
   """Render config.eval.split (every config.eval.stride-th view) with the latest checkpoint in workdir.
 
-  Writes DIR/eval/<split>/<view>.png (and <view>_depth.png) and DIR/eval/metrics.json.
+  Writes DIR/eval/<split>/<view>.png (and <view>_depth.png) and DIR/eval/metrics.json. All processes of a
+  multi-process run render together (render.py); only process 0 writes and prints.
 
   Returns:
     The metrics dict written to metrics.json.
@@ -47,6 +48,7 @@ def evaluate(config, workdir):
   variables = {"params": state.params}
 
   eval_dir = os.path.join(workdir, "eval")
+  lead = train_lib.is_lead_process()
   per_image = []
   for i, name in enumerate(views.names):
     out = render.render_rays(render_chunk, variables, views.image_rays(i), config.eval.chunk)
@@ -54,12 +56,14 @@ def evaluate(config, workdir):
     psnr = float(metrics_lib.psnr_from_mse(np.mean((out["rgb"].astype(np.float64) - target) ** 2)))
     ssim = float(metrics_lib.ssim(out["rgb"], target))
     render_path = os.path.join("eval", name + ".png")
+    per_image.append({"file": name, "render": render_path, "psnr": psnr, "ssim": ssim})
+    if not lead:
+      continue
     os.makedirs(os.path.dirname(os.path.join(workdir, render_path)), exist_ok=True)
     Image.fromarray(render.to_uint8(out["rgb"])).save(os.path.join(workdir, render_path))
     if config.eval.write_depth:
       depth = render.depth_to_image(out["depth"], out["acc"], config.data.near, config.data.far)
       Image.fromarray(depth).save(os.path.join(workdir, "eval", name + "_depth.png"))
-    per_image.append({"file": name, "render": render_path, "psnr": psnr, "ssim": ssim})
     print(f"{name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}", flush=True)
 
   result = {
@@ -70,6 +74,7 @@ def evaluate(config, workdir):
       "background": "white" if config.data.white_background else "black",
       "per_image": per_image,
   }
-  with open(os.path.join(eval_dir, "metrics.json"), "w") as f:
-    json.dump(result, f, indent=2)
+  if lead:
+    with open(os.path.join(eval_dir, "metrics.json"), "w") as f:
+      json.dump(result, f, indent=2)
   return result

@@ -1,16 +1,25 @@
-"""Rendering whole images from a trained model, in chunks of rays so that memory stays bounded."""
+"""Rendering whole images from a trained model, in chunks of rays so that memory stays bounded.
+
+Each chunk is split over every device of every process (sharding.data_mesh) and gathered back to every
+process, so all processes of a multi-host job call these functions together and all get the whole image.
+"""
+import functools
 
 import jax
 import numpy as np
 
 from jaxnerf import rays as rays_lib
+from jaxnerf import sharding
 
 
 def make_render_chunk(model, near, far):
   """A jitted function (variables, rays) -> dict of rgb [n, 3], depth, disparity and acc [n] from the finest
-  level, rendered deterministically (no jitter, no noise)."""
+  level, rendered deterministically (no jitter, no noise). Rays are split over sharding.data_mesh() (n a
+  multiple of its size), variables replicated; the outputs are replicated, i.e. gathered to every device."""
+  mesh = sharding.data_mesh()
 
-  @jax.jit
+  @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh)),
+                     out_shardings=sharding.replicated(mesh))
   def render_chunk(variables, rays):
     levels = model.apply(variables, rays, near, far, jax.random.key(0), randomized=False)
     finest = levels[-1]
@@ -24,8 +33,9 @@ def render_rays(render_chunk, variables, rays, chunk):
 
   Args:
     render_chunk: from make_render_chunk.
-    rays: Rays with [..., 3] numpy fields.
-    chunk: rays per call; the last chunk is padded so that every call has the same shape (one compilation).
+    rays: Rays with [..., 3] numpy fields, the same on every process.
+    chunk: rays per call, over all devices together (rounded up to a multiple of the device count); the last
+      chunk is padded so that every call has the same shape (one compilation).
 
   Returns:
     dict of numpy arrays: rgb [..., 3], depth, disparity and acc [...].
@@ -33,13 +43,15 @@ def render_rays(render_chunk, variables, rays, chunk):
   batch_shape = rays.origins.shape[:-1]
   flat = jax.tree.map(lambda x: np.asarray(x, np.float32).reshape(-1, 3), rays)
   num_rays = flat.origins.shape[0]
+  chunk = -(-chunk // jax.device_count()) * jax.device_count()
+  mesh = sharding.data_mesh()
   outputs = []
   for start in range(0, num_rays, chunk):
     piece = jax.tree.map(lambda x: x[start:start + chunk], flat)
     pad = chunk - piece.origins.shape[0]
     if pad:
       piece = jax.tree.map(lambda x: np.pad(x, ((0, pad), (0, 0)), mode="edge"), piece)
-    result = render_chunk(variables, rays_lib.Rays(*piece))
+    result = render_chunk(variables, sharding.from_same_on_all(mesh, rays_lib.Rays(*piece)))
     outputs.append(jax.tree.map(lambda x: np.asarray(x)[:chunk - pad], result))
   joined = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *outputs)
   return jax.tree.map(lambda x: x.reshape(*batch_shape, *x.shape[1:]), joined)

@@ -1,4 +1,10 @@
-"""Training: optimizer and schedule, the jitted train step, and the training loop."""
+"""Training: optimizer and schedule, the jitted train step, and the training loop.
+
+Data parallel over every device of every process (see sharding.py): each process draws its own block of the
+global batch, the state is replicated, and every process runs the same loop; only process 0 writes the config,
+TensorBoard and the progress bar, while all processes take part in checkpoints (orbax) and renders.
+"""
+import functools
 import json
 import os
 import signal
@@ -13,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm
+from jax.experimental import multihost_utils
 from tensorboardX import SummaryWriter
 
 from jaxnerf import checkpoints
@@ -21,6 +28,7 @@ from jaxnerf import metrics as metrics_lib
 from jaxnerf import model as model_lib
 from jaxnerf import rays as rays_lib
 from jaxnerf import render
+from jaxnerf import sharding
 from jaxnerf.data import batching
 from jaxnerf.data import loaders
 from jaxnerf.errors import TrainingDivergedError
@@ -80,17 +88,25 @@ def init_params(model, key, near=2.0, far=6.0):
 
 
 def create_train_state(config, model, optimizer):
-  key = jax.random.key(config.train.seed)
-  params = init_params(model, jax.random.fold_in(key, 0), config.data.near, config.data.far)
-  zero = jnp.zeros((), jnp.int32)
-  return TrainState(step=zero, params=params, opt_state=optimizer.init(params),
-                    key=jax.random.key_data(jax.random.fold_in(key, 1)), nonfinite_streak=zero, nonfinite_total=zero)
+  """The initial state, replicated over sharding.data_mesh() (every process computes the same values)."""
+
+  @functools.partial(jax.jit, out_shardings=sharding.replicated(sharding.data_mesh()))
+  def create():
+    key = jax.random.key(config.train.seed)
+    params = init_params(model, jax.random.fold_in(key, 0), config.data.near, config.data.far)
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(step=zero, params=params, opt_state=optimizer.init(params),
+                      key=jax.random.key_data(jax.random.fold_in(key, 1)), nonfinite_streak=zero,
+                      nonfinite_total=zero)
+
+  return create()
 
 
 def make_train_step(model, optimizer, config):
   """A jitted (state, batch, key) -> (state, metrics) for batches from RayBatcher.
 
-  A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
+  Compiled for sharding.data_mesh(): the batch is split over its devices, everything else replicated; the mean
+  loss over the global batch makes XLA all-reduce the gradients. A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
   advances the step (the next step sees the next batch) and is counted in the state.
   """
   near, far = config.data.near, config.data.far
@@ -102,7 +118,11 @@ def make_train_step(model, optimizer, config):
     loss = losses[-1] + coarse_weight * sum(losses[:-1])
     return loss, losses
 
-  @jax.jit
+  mesh = sharding.data_mesh()
+
+  @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh),
+                                            sharding.replicated(mesh)),
+                     out_shardings=sharding.replicated(mesh))
   def train_step(state, batch, key):
     (loss, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -149,6 +169,11 @@ def prepare_workdir(config, workdir):
                          "use another --workdir or the same model settings")
 
 
+def is_lead_process():
+  """Whether this process writes files and progress that all processes would otherwise write alike."""
+  return jax.process_index() == 0
+
+
 def write_config(config, workdir):
   """Save the resolved config next to the checkpoints."""
   with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -156,16 +181,26 @@ def write_config(config, workdir):
 
 
 class StopRequest:
-  """Set by SIGTERM (a preemption notice): the loop saves a checkpoint and returns at the next step."""
+  """SIGTERM (a preemption notice): the loop saves a checkpoint and returns.
+
+  With several processes, JAX's preemption service catches the signal on any of them and picks one step at
+  which all stop together (they must, since saving is collective); alone, a Python handler sets a flag.
+  """
 
   def __init__(self):
     self.requested = False
 
   def __enter__(self):
     self._previous = None
-    if threading.current_thread() is threading.main_thread():
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
+
+  def at(self, step):
+    """Whether to stop after `step`; called by every process at every step."""
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
 
   def _handle(self, signum, frame):
     del signum, frame
@@ -183,6 +218,7 @@ def train_and_evaluate(config, workdir):
     The final TrainState.
   """
   config_lib.validate(config, jax.device_count())
+  lead = is_lead_process()
   train_views = loaders.load_views(config, "train")
   val_views = loaders.load_views(config, "val", stride=10**9) if config.train.val_every else None
 
@@ -195,23 +231,29 @@ def train_and_evaluate(config, workdir):
     restored = checkpoints.restore_latest(mngr, state)
     if restored is not None:
       state = restored
-    write_config(config, workdir)
+    if lead:
+      write_config(config, workdir)
 
     start = int(state.step)
     train_step = make_train_step(model, optimizer, config)
     render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
-    batcher = batching.RayBatcher(train_views, config.train.batch_size, config.train.batching,
-                                  config.train.precrop_steps, config.train.precrop_fraction, seed=config.train.seed)
+    # Each process draws its own block of every global batch, from its own random stream.
+    batcher = batching.RayBatcher(train_views, sharding.local_batch_size(config.train.batch_size),
+                                  config.train.batching, config.train.precrop_steps, config.train.precrop_fraction,
+                                  seed=config.train.seed, stream=jax.process_index())
+    mesh = sharding.data_mesh()
     base_key = jax.random.wrap_key_data(state.key)
-    writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    writer = SummaryWriter(os.path.join(workdir, "tensorboard")) if lead else None
     progress = tqdm.tqdm(total=config.train.max_steps, initial=start, unit="step", dynamic_ncols=True,
-                         desc="resumed" if start else "training", mininterval=1.0)
+                         desc="resumed" if start else "training", mininterval=1.0, disable=not lead)
     interval_start, interval_steps = time.perf_counter(), 0
     for step in range(start, config.train.max_steps):
-      state, step_metrics = train_step(state, batcher(step), jax.random.fold_in(base_key, step))
+      batch = sharding.from_process_batches(mesh, batcher(step), config.train.batch_size)
+      state, step_metrics = train_step(state, batch, jax.random.fold_in(base_key, step))
       done = step + 1
       interval_steps += 1
       progress.update(1)
+      # Reading the streak also waits for the step: CPU collectives can deadlock when many steps are queued.
       streak = int(state.nonfinite_streak)
       if streak >= config.train.max_nonfinite_steps:
         progress.close()
@@ -219,7 +261,7 @@ def train_and_evaluate(config, workdir):
             f"steps {done - streak + 1}..{done}: loss or gradients not finite {streak} steps in a row "
             f"(train.max_nonfinite_steps); stopped without saving, the last checkpoint in {workdir} is intact. "
             "Try a lower train.lr_init or set train.grad_max_norm.")
-      if done % config.train.log_every == 0 or done == config.train.max_steps:
+      if lead and (done % config.train.log_every == 0 or done == config.train.max_steps):
         step_metrics = jax.tree.map(float, step_metrics)
         rays_per_sec = interval_steps * config.train.batch_size / (time.perf_counter() - interval_start)
         interval_start, interval_steps = time.perf_counter(), 0
@@ -232,19 +274,26 @@ def train_and_evaluate(config, workdir):
                              rays_per_s=f"{rays_per_sec:.0f}")
       if val_views is not None and done % config.train.val_every == 0:
         _log_validation(writer, render_chunk, state.params, val_views, config, done)
-      if done % config.train.checkpoint_every == 0 or done == config.train.max_steps or stop.requested:
+      stopping = stop.at(done)
+      if done % config.train.checkpoint_every == 0 or done == config.train.max_steps or stopping:
         checkpoints.save(mngr, done, state)
-      if stop.requested:
-        progress.write(f"SIGTERM: saved a checkpoint at step {done} in {workdir}; run the same command to resume")
+      if stopping:
+        if lead:
+          progress.write(f"SIGTERM: saved a checkpoint at step {done} in {workdir}; run the same command to "
+                         "resume")
         break
     progress.close()
-    writer.close()
+    if lead:
+      writer.close()
   return state
 
 
 def _log_validation(writer, render_chunk, params, views, config, step):
-  """Render the first validation view into TensorBoard with its PSNR."""
+  """Render the first validation view into TensorBoard (writer None: render only, to take part in the
+  collective render on a process that does not write)."""
   out = render.render_rays(render_chunk, {"params": params}, views.image_rays(0), config.eval.chunk)
+  if writer is None:
+    return
   psnr = float(metrics_lib.psnr_from_mse(np.mean((out["rgb"] - views.images[0]) ** 2)))
   writer.add_scalar("val/psnr", psnr, step)
   writer.add_image("val/rgb", render.to_uint8(np.concatenate([out["rgb"], views.images[0]], axis=1)), step,

@@ -5,6 +5,8 @@ import sys
 import threading
 
 import jax
+from jax.experimental import multihost_utils
+import numpy as np
 
 from jaxnerf.errors import DistributedError
 
@@ -32,8 +34,8 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, au
   if not auto and not 0 <= process_id < num_processes:
     raise DistributedError(f"--process_id={process_id}: expected 0 <= process_id < --num_processes={num_processes}")
   where = f"the coordinator at {coordinator_address}" if coordinator_address else "the coordinator"
-  count = f"all {num_processes} processes" if num_processes else "all processes"
-  message = (f"{count} did not join {where} within {timeout_s} s (--distributed_timeout): start every process "
+  count = f"not all of the {num_processes} processes" if num_processes else "not all processes"
+  message = (f"{count} joined {where} within {timeout_s} s (--distributed_timeout): start every process "
              "with the same --coordinator_address and --num_processes and its own --process_id, and check that "
              "process 0 is running and reachable at that address")
   # The main thread waits inside JAX's C++ client (which releases the GIL), so a timer thread can end the
@@ -49,9 +51,13 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, au
     raise DistributedError(f"jax.distributed.initialize failed: {e}") from None
   finally:
     watchdog.cancel()
-  if num_processes is not None and joined != num_processes:
-    raise DistributedError(f"--num_processes={num_processes}, but the coordinator at {coordinator_address} "
-                           f"counts {joined} processes; give every process the same --num_processes")
+  if num_processes is not None:
+    # Compared on all processes together, so that all of them stop, not only the one that was told wrong.
+    told = sorted(set(multihost_utils.process_allgather(np.int32(num_processes)).tolist()))
+    if told != [joined]:
+      raise DistributedError(f"{joined} processes joined the coordinator at {coordinator_address}, told "
+                             f"--num_processes={' or '.join(map(str, told))}; give every process the same, "
+                             "right, --num_processes")
 
 
 def _exit_with_error(message):

@@ -1,0 +1,34 @@
+"""One process of a test run: train the tiny config, save this process's copies of the parameters, evaluate.
+
+  python tests/distributed_worker.py WORKDIR MAX_STEPS [COORDINATOR_ADDRESS NUM_PROCESSES PROCESS_ID]
+
+Writes WORKDIR/params_<process>.npz: for each parameter (named by its path), the copies on this process's
+devices stacked [local devices, ...], to show that every replica is the same.
+"""
+import os
+import sys
+
+import jax
+import numpy as np
+
+from jaxnerf import distributed
+from jaxnerf import eval_lib
+from jaxnerf import train_lib
+from test_train_eval import tiny_config
+
+
+def main(workdir, max_steps, *join):
+  if join:
+    address, count, index = join
+    distributed.initialize(address, int(count), int(index), timeout_s=120)
+  config = tiny_config(int(max_steps))
+  config.eval.stride = 4
+  state = train_lib.train_and_evaluate(config, workdir)
+  copies = {jax.tree_util.keystr(path): np.stack([np.asarray(s.data) for s in leaf.addressable_shards])
+            for path, leaf in jax.tree.leaves_with_path(state.params)}
+  np.savez(os.path.join(workdir, f"params_{jax.process_index()}.npz"), **copies)
+  eval_lib.evaluate(config, workdir)
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:])

@@ -1,10 +1,13 @@
 """Throughput and memory of the NeRF paper model on this machine (a benchmark, not a test).
 
-  python benchmarks/benchmark.py [--rays=1024] [--render_chunk=8192] [--steps=5]
+  python benchmarks/benchmark.py [--rays=1024] [--render_chunk=8192] [--steps=5] [--devices=8]
 
 Prints a table: train-step rays/s of configs/blender.py's model (64 coarse + 128 fine samples), the FLOP rate
 that represents (FLOPs counted by XLA for the compiled step) and its fraction of the measured float32 matmul
 peak, render rays/s, and peak memory (host RSS on CPU; device peak where the backend reports it).
+
+The steps run data parallel over all devices, as in training (the rays split over them); --devices=N forces
+N CPU devices, to measure the overhead of splitting one CPU's work N ways (same global batch).
 """
 import os
 import resource
@@ -23,21 +26,23 @@ import blender  # noqa: E402  (configs/blender.py)
 
 from jaxnerf import rays as rays_lib  # noqa: E402
 from jaxnerf import render  # noqa: E402
+from jaxnerf import sharding  # noqa: E402
 from jaxnerf import train_lib  # noqa: E402
 
 flags.DEFINE_integer("rays", 1024, "rays per train step")
 flags.DEFINE_integer("render_chunk", 8192, "rays per render call")
 flags.DEFINE_integer("steps", 5, "timed repetitions")
+flags.DEFINE_integer("devices", 0, "force this many CPU devices (0: the backend's devices)")
 FLAGS = flags.FLAGS
 
 
 def timed(fn, repeats):
-  """Seconds per call of fn() after one warm-up (compilation) call."""
+  """Seconds per call of fn() after one warm-up (compilation) call; each call is waited for, as in training
+  (queued CPU collectives can deadlock)."""
   jax.block_until_ready(fn())
   start = time.perf_counter()
   for _ in range(repeats):
-    out = fn()
-  jax.block_until_ready(out)
+    jax.block_until_ready(fn())
   return (time.perf_counter() - start) / repeats
 
 
@@ -56,6 +61,9 @@ def random_rays(rng, n):
 
 def main(argv):
   del argv
+  if FLAGS.devices:
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", FLAGS.devices)
   config = blender.get_config()
   config.train.batch_size = FLAGS.rays
   model = train_lib.build_model(config)
@@ -63,7 +71,10 @@ def main(argv):
   state = train_lib.create_train_state(config, model, optimizer)
   train_step = train_lib.make_train_step(model, optimizer, config)
   rng = np.random.default_rng(0)
-  batch = {"rays": random_rays(rng, FLAGS.rays), "rgb": rng.uniform(size=(FLAGS.rays, 3)).astype(np.float32)}
+  mesh = sharding.data_mesh()
+  batch = sharding.from_process_batches(
+      mesh, {"rays": random_rays(rng, FLAGS.rays), "rgb": rng.uniform(size=(FLAGS.rays, 3)).astype(np.float32)},
+      FLAGS.rays)
   key = jax.random.key(0)
 
   compiled = train_step.lower(state, batch, key).compile()
@@ -73,7 +84,7 @@ def main(argv):
   step_seconds = timed(lambda: train_step(state, batch, key)[1], FLAGS.steps)
 
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
-  chunk_rays = random_rays(rng, FLAGS.render_chunk)
+  chunk_rays = sharding.from_same_on_all(mesh, random_rays(rng, FLAGS.render_chunk))
   render_seconds = timed(lambda: render_chunk({"params": state.params}, chunk_rays), FLAGS.steps)
 
   peak = matmul_peak_flops()

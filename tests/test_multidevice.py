@@ -59,6 +59,11 @@ def load_copies(workdir, process):
     return dict(f)
 
 
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
 def flat_params(params):
   return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in jax.tree.leaves_with_path(params)}
 
@@ -87,8 +92,8 @@ def test_eight_devices_match_one_device(tmp_path):
     assert all(np.array_equal(c[0], c[i]) for i in range(8)), name
   assert_params_close({name: c[0] for name, c in copies.items()}, flat_params(state.params))
 
-  one = json.load(open(os.path.join(one_dir, "eval", "metrics.json")))
-  eight = json.load(open(tmp_path / "eight" / "eval" / "metrics.json"))
+  one = read_json(os.path.join(one_dir, "eval", "metrics.json"))
+  eight = read_json(tmp_path / "eight" / "eval" / "metrics.json")
   assert [r["file"] for r in eight["per_image"]] == ["test/r_0", "test/r_100"]
   np.testing.assert_allclose(eight["psnr"], one["psnr"], atol=1e-3)
   for entry in one["per_image"]:
@@ -138,7 +143,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
 
   # Only process 0 writes: one TensorBoard file, metrics and per-view lines from process 0 alone.
   assert len(os.listdir(os.path.join(workdir, "tensorboard"))) == 1
-  assert json.load(open(os.path.join(workdir, "eval", "metrics.json")))["step"] == STEPS
+  assert read_json(os.path.join(workdir, "eval", "metrics.json"))["step"] == STEPS
   assert "PSNR" in results[0][1] and "PSNR" not in results[1][1]
 
 

@@ -9,6 +9,7 @@ Videos are written to <workdir>/videos/<path>_<step>.mp4 and <path>_<step>_depth
 """
 from absl import app
 from absl import flags
+import jax
 
 from jaxnerf import cli
 from jaxnerf import video_lib
@@ -27,10 +28,12 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   cli.quiet_library_logs()
+  cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(video_lib.render_video, FLAGS.config, cli.workdir(FLAGS), FLAGS.path,
                                          FLAGS.frames, FLAGS.fps, FLAGS.factor, FLAGS.format)
-  print(f"step {result['step']}: {result['frames']} frames of {result['width']}x{result['height']} written to "
-        f"{result['rgb']} and {result['depth']}")
+  if jax.process_index() == 0:
+    print(f"step {result['step']}: {result['frames']} frames of {result['width']}x{result['height']} written "
+          f"to {result['rgb']} and {result['depth']}")
 
 
 if __name__ == "__main__":

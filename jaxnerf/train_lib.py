@@ -106,7 +106,9 @@ def make_train_step(model, optimizer, config):
   """A jitted (state, batch, key) -> (state, metrics) for batches from RayBatcher.
 
   Compiled for sharding.data_mesh(): the batch is split over its devices, everything else replicated; the mean
-  loss over the global batch makes XLA all-reduce the gradients. A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
+  loss over the global batch makes XLA all-reduce the gradients.
+
+  A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
   advances the step (the next step sees the next batch) and is counted in the state.
   """
   near, far = config.data.near, config.data.far

@@ -9,6 +9,7 @@ from jaxnerf import camera_paths
 from jaxnerf import config as config_lib
 from jaxnerf import eval_lib
 from jaxnerf import render
+from jaxnerf import train_lib
 from jaxnerf.data import loaders
 from jaxnerf.errors import ConfigError
 
@@ -56,7 +57,8 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
   """Render a camera path with the latest checkpoint in workdir into DIR/videos/<path>_<step>.<format> (colour)
   and <path>_<step>_depth.<format> (depth: near white, far and empty black; in NDC scenes this is disparity).
 
-  Frames are rendered one at a time in chunks of config.eval.chunk rays, and streamed to the files.
+  Frames are rendered one at a time in chunks of config.eval.chunk rays, and streamed to the files. All
+  processes of a multi-process run render together (render.py); only process 0 writes.
 
   Returns:
     dict with the paths written ("rgb", "depth"), "frames", "width" and "height" of the files, and "step".
@@ -75,19 +77,23 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
   variables = {"params": state.params}
 
   video_dir = os.path.join(workdir, "videos")
-  os.makedirs(video_dir, exist_ok=True)
   stem = os.path.join(video_dir, f"{path}_{int(state.step)}")
   outputs = {"rgb": f"{stem}.{video_format}", "depth": f"{stem}_depth.{video_format}"}
-  writers = {name: open_writer(file, fps) for name, file in outputs.items()}
+  lead = train_lib.is_lead_process()
+  if lead:
+    os.makedirs(video_dir, exist_ok=True)
+  writers = {name: open_writer(file, fps) for name, file in outputs.items()} if lead else {}
   try:
-    for pose in tqdm.tqdm(poses, unit="frame", desc=f"rendering {path} path", dynamic_ncols=True):
+    for pose in tqdm.tqdm(poses, unit="frame", desc=f"rendering {path} path", dynamic_ncols=True,
+                          disable=not lead):
       out = render.render_rays(render_chunk, variables, views.camera_rays(pose, factor), config.eval.chunk)
       rgb = render.to_uint8(out["rgb"])
       depth = render.depth_to_image(out["depth"], out["acc"], views.near, views.far)
       if video_format == "mp4":
         rgb, depth = even_crop(rgb), even_crop(depth)
-      writers["rgb"].append_data(rgb)
-      writers["depth"].append_data(np.repeat(depth[..., None], 3, axis=-1))
+      if lead:
+        writers["rgb"].append_data(rgb)
+        writers["depth"].append_data(np.repeat(depth[..., None], 3, axis=-1))
   finally:
     for writer in writers.values():
       writer.close()

@@ -26,7 +26,7 @@ def get_config():
   config.model.num_coarse_samples = 32
   config.model.num_fine_samples = 32
   config.model.density_noise = 1.0
-  config.train.max_steps = 10_000
+  config.train.max_steps = 5_000
   config.train.batch_size = 512
   config.train.lr_init = 5e-3
   config.train.lr_final = 5e-5

@@ -17,8 +17,6 @@ def get_config():
   config.data.factor = 16
   config.data.white_background = False
   config.data.ndc = True
-  config.data.near = 0.0
-  config.data.far = 1.0
   config.model.depth = 4
   config.model.width = 128
   config.model.skip_layer = 2
@@ -26,7 +24,7 @@ def get_config():
   config.model.num_coarse_samples = 32
   config.model.num_fine_samples = 32
   config.model.density_noise = 1.0
-  config.train.max_steps = 5_000
+  config.train.max_steps = 4_000
   config.train.batch_size = 512
   config.train.lr_init = 5e-3
   config.train.lr_final = 5e-5

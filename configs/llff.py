@@ -13,8 +13,6 @@ def get_config():
   config.data.factor = 4
   config.data.white_background = False
   config.data.ndc = True
-  config.data.near = 0.0  # NDC bounds; for spherify, the loader takes them from the scene's depth bounds
-  config.data.far = 1.0
   config.model.density_noise = 1.0  # the paper's regulariser against floaters in real scenes
   config.train.max_steps = 1_000_000
   config.train.lr_delay_steps = 2500

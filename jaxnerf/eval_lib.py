@@ -43,6 +43,7 @@ def evaluate(config, workdir):
   """
   config_lib.validate(config, jax.device_count())
   views = loaders.load_views(config, config.eval.split, stride=config.eval.stride)
+  config = loaders.with_scene_bounds(config, views)
   model, state = restore_trained(config, workdir)
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
   variables = {"params": state.params}

@@ -222,6 +222,7 @@ def train_and_evaluate(config, workdir):
   config_lib.validate(config, jax.device_count())
   lead = is_lead_process()
   train_views = loaders.load_views(config, "train")
+  config = loaders.with_scene_bounds(config, train_views)
   val_views = loaders.load_views(config, "val", stride=10**9) if config.train.val_every else None
 
   model = build_model(config)

@@ -17,3 +17,12 @@ def load_views(config, split, stride=1):
     return llff.load_split(d.data_dir, split, factor=d.factor, hold=d.llff_hold, spherify=d.spherify, ndc=d.ndc,
                            stride=stride, pixel_center=d.pixel_center)
   raise ConfigError(f"config.data.dataset: expected one of {DATASETS}, got {d.dataset!r}")
+
+
+def with_scene_bounds(config, views):
+  """A copy of config whose data.near and data.far are the ray bounds of `views`: the loader of an LLFF scene
+  sets them (0 and 1 in NDC, else from the scene's depth bounds), so that training, evaluation and the saved
+  config all use the same ones."""
+  config = config.copy_and_resolve_references()
+  config.data.near, config.data.far = float(views.near), float(views.far)
+  return config

@@ -33,8 +33,8 @@ def test_orbit_of_cameras_on_a_circle_is_that_circle():
 
 
 def test_spiral_around_the_identity_camera():
-  # Recentred forward-facing rig: cameras spread on a 3x3 grid in x, y around the origin, looking down -z.
-  grid = np.array([(x, y, 0.0) for x in (-0.4, 0.0, 0.4) for y in (-0.2, 0.0, 0.2)])
+  # Recentred forward-facing rig: cameras spread on a 3x3 grid around the origin, looking down -z.
+  grid = np.array([(x, y, 0.25 * x) for x in (-0.4, 0.0, 0.4) for y in (-0.2, 0.0, 0.2)])
   poses = np.stack([np.concatenate([np.eye(3), p[:, None]], axis=1) for p in grid])
   bounds = np.tile([[1.5, 10.0]], (9, 1))
   path = camera_paths.spiral_path(poses, bounds, 120, num_rotations=2, z_rate=0.5)

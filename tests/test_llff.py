@@ -95,6 +95,9 @@ def test_spherify_puts_cameras_on_the_unit_sphere_facing_the_centre(rng):
   # Each camera still looks at the centre, now the origin: its back axis points along its position.
   np.testing.assert_allclose(spherified[:, :, 2], spherified[:, :, 3], atol=1e-9)
   np.testing.assert_allclose(new_bounds, bounds / radius, rtol=1e-9)
+  # The new z axis is the mean direction from the centre to the cameras.
+  mean_direction = spherified[:, :, 3].mean(0)
+  np.testing.assert_allclose(mean_direction / np.linalg.norm(mean_direction), [0.0, 0.0, 1.0], atol=1e-9)
 
 
 def test_split_holds_out_every_eighth_image():

@@ -22,6 +22,7 @@ flags.DEFINE_integer("frames", 120, "Number of frames.")
 flags.DEFINE_integer("fps", 30, "Frames per second.")
 flags.DEFINE_integer("factor", 1, "Render at 1/factor of the training image size.")
 flags.DEFINE_string("format", "mp4", "mp4 (H.264) or gif.")
+flags.DEFINE_integer("step", None, "Render the checkpoint of this step (default: the latest).")
 
 
 def main(argv):
@@ -30,7 +31,7 @@ def main(argv):
   cli.quiet_library_logs()
   cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(video_lib.render_video, FLAGS.config, cli.workdir(FLAGS), FLAGS.path,
-                                         FLAGS.frames, FLAGS.fps, FLAGS.factor, FLAGS.format)
+                                         FLAGS.frames, FLAGS.fps, FLAGS.factor, FLAGS.format, FLAGS.step)
   if jax.process_index() == 0:
     print(f"step {result['step']}: {result['frames']} frames of {result['width']}x{result['height']} written "
           f"to {result['rgb']} and {result['depth']}")

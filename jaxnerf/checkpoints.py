@@ -35,13 +35,18 @@ def save(mngr, step, state):
   mngr.wait_until_finished()
 
 
-def restore_latest(mngr, template):
-  """The latest checkpoint restored with the structure, shapes and dtypes of `template`, or None if there is
-  none. Raises WorkdirError if its parameters do not fit the template's (a checkpoint of another model); this
-  is checked from the stored metadata, before any array is read."""
-  step = mngr.latest_step()
+def restore_latest(mngr, template, step=None):
+  """The latest checkpoint (or the one of `step`) restored with the structure, shapes and dtypes of
+  `template`, or None if there is none. Raises WorkdirError if `step` has no checkpoint, or if the checkpoint's
+  parameters do not fit the template's (a checkpoint of another model); this is checked from the stored
+  metadata, before any array is read."""
   if step is None:
-    return None
+    step = mngr.latest_step()
+    if step is None:
+      return None
+  elif step not in mngr.all_steps():
+    raise WorkdirError(f"{mngr.directory}: no checkpoint of step {step} (there are: "
+                       f"{', '.join(map(str, sorted(mngr.all_steps()))) or 'none'})")
   stored = _param_shapes(mngr.item_metadata(step)["params"])
   expected = _param_shapes(template.params)
   if stored != expected:

@@ -15,8 +15,8 @@ from jaxnerf.data import loaders
 from jaxnerf.errors import WorkdirError
 
 
-def restore_trained(config, workdir):
-  """The model of `config` and the latest training state in workdir.
+def restore_trained(config, workdir, step=None):
+  """The model of `config` and the latest training state in workdir (or the one saved at `step`).
 
   Raises WorkdirError if workdir holds no checkpoint, or a run or checkpoint of another model.
   """
@@ -26,7 +26,7 @@ def restore_trained(config, workdir):
   model = train_lib.build_model(config)
   template = train_lib.create_train_state(config, model, train_lib.make_optimizer(config.train))
   with checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints) as mngr:
-    state = checkpoints.restore_latest(mngr, template)
+    state = checkpoints.restore_latest(mngr, template, step)
   if state is None:
     raise WorkdirError(f"{workdir}: no checkpoint to render (train first, with the same --workdir)")
   return model, state

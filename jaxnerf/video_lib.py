@@ -53,9 +53,9 @@ def open_writer(path, fps):
                             macro_block_size=1)
 
 
-def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1, video_format="mp4"):
-  """Render a camera path with the latest checkpoint in workdir into DIR/videos/<path>_<step>.<format> (colour)
-  and <path>_<step>_depth.<format> (depth: near white, far and empty black; in NDC scenes this is disparity).
+def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1, video_format="mp4", step=None):
+  """Render a camera path with the latest checkpoint in workdir (or the one of `step`) into
+  DIR/videos/<path>_<step>.<format> (colour) and <path>_<step>_depth.<format> (depth: near white, far and empty black; in NDC scenes this is disparity).
 
   Frames are rendered one at a time in chunks of config.eval.chunk rays, and streamed to the files. All
   processes of a multi-process run render together (render.py); only process 0 writes.
@@ -72,7 +72,7 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
     if not ok:
       raise ConfigError(f"{flag}: expected {expected}")
   path, poses, views = path_poses(path, config, num_frames)
-  model, state = eval_lib.restore_trained(config, workdir)
+  model, state = eval_lib.restore_trained(config, workdir, step)
   render_chunk = render.make_render_chunk(model, views.near, views.far)
   variables = {"params": state.params}
 

@@ -57,5 +57,7 @@ def test_demo_orbit_gif_and_bad_flags(tmp_path):
     bad = run("render.py", f"--workdir={workdir}", flag)
     lines = bad.stderr.strip().splitlines()
     assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), bad.stderr
+  missing = run("render.py", f"--workdir={workdir}", "--step=1")
+  assert missing.returncode == 2 and "no checkpoint of step 1 (there are: 2)" in missing.stderr
   spiral = run("render.py", f"--workdir={workdir}", "--path=spiral")
   assert spiral.returncode == 2 and "needs the scene depth bounds of an LLFF dataset" in spiral.stderr

@@ -190,5 +190,5 @@ def load_split(data_dir, split, factor=4, hold=8, spherify=False, ndc=True, stri
     raise DataError(f"{data_dir}: split '{split}' has no images (data.llff_hold={hold}, {len(images)} images)")
   near, far = (0.0, 1.0) if ndc else (0.9 * float(bounds.min()), float(bounds.max()))
   return Views(images=images[indices], cam_to_world=poses[indices].astype(np.float32), focal=focal, near=near,
-               far=far, names=[f"{split}/{os.path.splitext(names[i])[0]}" for i in indices], pixel_center=pixel_center, ndc=ndc,
-               bounds=bounds[indices])
+               far=far, names=[f"{split}/{os.path.splitext(names[i])[0]}" for i in indices],
+               pixel_center=pixel_center, ndc=ndc, bounds=bounds[indices])

@@ -55,7 +55,8 @@ def open_writer(path, fps):
 
 def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1, video_format="mp4", step=None):
   """Render a camera path with the latest checkpoint in workdir (or the one of `step`) into
-  DIR/videos/<path>_<step>.<format> (colour) and <path>_<step>_depth.<format> (depth: near white, far and empty black; in NDC scenes this is disparity).
+  DIR/videos/<path>_<step>.<format> (colour) and <path>_<step>_depth.<format> (depth: near white, far and
+  empty black; in NDC scenes this is disparity).
 
   Frames are rendered one at a time in chunks of config.eval.chunk rays, and streamed to the files. All
   processes of a multi-process run render together (render.py); only process 0 writes.

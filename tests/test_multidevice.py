@@ -5,6 +5,7 @@ is killed with SIGKILL at its timeout, since a hung jax.distributed process igno
 """
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -172,3 +173,33 @@ def test_unreachable_coordinator_and_wrong_process_count_fail_in_bounded_time(tm
   for result in finish(mismatched, 120):
     expect_one_line_error(result, "told --num_processes=2 or 3")
   assert not os.path.exists(tmp_path / "run")
+
+
+def test_sigterm_to_one_process_stops_both_at_one_checkpoint(tmp_path):
+  workdir = tmp_path / "run"
+  train = os.path.join(REPO, "train.py")
+  common = [f"--workdir={workdir}", *TINY, "--config.train.checkpoint_every=25",
+            f"--coordinator_address=127.0.0.1:{free_port()}", "--num_processes=2"]
+  procs = [launch(common + ["--config.train.max_steps=1000000", f"--process_id={i}"], script=train)
+           for i in range(2)]
+  try:
+    deadline = time.time() + 240
+    while not (workdir / "checkpoints" / "25").exists():
+      assert all(p.poll() is None for p in procs) and time.time() < deadline, "training did not reach step 25"
+      time.sleep(0.05)
+    time.sleep(0.5)
+    procs[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host; both must stop and save
+  finally:
+    results = finish(procs, 120)
+  for code, _, err in results:
+    assert code == 0, err[-3000:]
+  line = [l for l in results[0][1].splitlines() if l.startswith("SIGTERM: saved a checkpoint at step")][0]
+  saved = int(line.split("step ")[1].split(" ")[0])
+  assert saved > 25 and "SIGTERM" not in results[1][1]
+  assert max(int(d) for d in os.listdir(workdir / "checkpoints")) == saved
+
+  # The two-process checkpoint resumes in one process.
+  resumed = subprocess.run([sys.executable, train, *common[:-2], f"--config.train.max_steps={saved + 2}"],
+                           capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert f"{saved}/{saved + 2}" in resumed.stderr

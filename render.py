@@ -7,6 +7,8 @@
 
 Videos are written to <workdir>/videos/<path>_<step>.mp4 and <path>_<step>_depth.mp4.
 """
+import warnings
+
 from absl import app
 from absl import flags
 import jax
@@ -29,6 +31,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   cli.quiet_library_logs()
+  # ffmpeg runs as a subprocess (fork then exec at once), which is safe; JAX's at-fork warning cannot tell.
+  warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
   cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(video_lib.render_video, FLAGS.config, cli.workdir(FLAGS), FLAGS.path,
                                          FLAGS.frames, FLAGS.fps, FLAGS.factor, FLAGS.format, FLAGS.step)

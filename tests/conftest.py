@@ -15,6 +15,12 @@ TINY = ["--config.model.depth=2", "--config.model.width=16", "--config.model.ski
 SHARED_LEGO = os.path.join(REPO, "..", "shared", "data", "nerf_synthetic", "lego")
 
 
+def pytest_configure(config):
+  # Tests start train.py and friends with subprocess (fork then exec at once), which JAX's at-fork warning
+  # cannot tell from a bare fork.
+  config.addinivalue_line("filterwarnings", r"ignore:os\.fork\(\) was called:RuntimeWarning")
+
+
 @pytest.fixture
 def rng():
   import numpy as np

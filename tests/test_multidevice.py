@@ -21,8 +21,8 @@ from jaxnerf import train_lib
 from jaxnerf.data import batching
 from jaxnerf.data import loaders
 from conftest import REPO
+from conftest import TINY
 from test_train_eval import tiny_config
-from test_user_errors import TINY
 
 WORKER = os.path.join(REPO, "tests", "distributed_worker.py")
 STEPS = 3

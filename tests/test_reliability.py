@@ -13,7 +13,7 @@ from jaxnerf import train_lib
 from jaxnerf.data import batching
 from jaxnerf.errors import TrainingDivergedError
 from conftest import REPO
-from test_user_errors import TINY
+from conftest import TINY
 from test_user_errors import tiny_config
 
 

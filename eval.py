@@ -5,10 +5,10 @@
 """
 from absl import app
 from absl import flags
-import jax
 
 from jaxnerf import cli
 from jaxnerf import eval_lib
+from jaxnerf import train_lib
 
 FLAGS = flags.FLAGS
 cli.define_flags()
@@ -20,7 +20,7 @@ def main(argv):
   cli.quiet_library_logs()
   cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(eval_lib.evaluate, FLAGS.config, cli.workdir(FLAGS))
-  if jax.process_index() == 0:
+  if train_lib.is_lead_process():
     print(f"step {result['step']}: mean PSNR {result['psnr']:.2f} dB, mean SSIM {result['ssim']:.4f} "
           f"over {len(result['per_image'])} {result['split']} views")
 

@@ -11,9 +11,9 @@ import warnings
 
 from absl import app
 from absl import flags
-import jax
 
 from jaxnerf import cli
+from jaxnerf import train_lib
 from jaxnerf import video_lib
 
 FLAGS = flags.FLAGS
@@ -36,7 +36,7 @@ def main(argv):
   cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(video_lib.render_video, FLAGS.config, cli.workdir(FLAGS), FLAGS.path,
                                          FLAGS.frames, FLAGS.fps, FLAGS.factor, FLAGS.format, FLAGS.step)
-  if jax.process_index() == 0:
+  if train_lib.is_lead_process():
     print(f"step {result['step']}: {result['frames']} frames of {result['width']}x{result['height']} written "
           f"to {result['rgb']} and {result['depth']}")
 

@@ -30,7 +30,8 @@ class RayBatcher:
     """The batch for a training step.
 
     Returns:
-      dict with "rays" (Rays of [batch_size, 3] float32 arrays) and "rgb" ([batch_size, 3] float32).
+      dict with "rays" (Rays of [batch_size, 3] float32 arrays) and "rgb" ([batch_size, 3] float32), and for
+      views with transparency "alpha" ([batch_size] float32, see Views.alpha).
     """
     rng = np.random.default_rng([self.seed, self.stream, step])
     h, w = self.views.height, self.views.width
@@ -48,4 +49,7 @@ class RayBatcher:
       view = np.full(shape, rng.integers(0, len(self.views)))
     y = rng.integers(y0, y1, shape)
     x = rng.integers(x0, x1, shape)
-    return {"rays": self.views.pixel_rays(view, x, y), "rgb": self.views.images[view, y, x]}
+    batch = {"rays": self.views.pixel_rays(view, x, y), "rgb": self.views.images[view, y, x]}
+    if self.views.alpha is not None:
+      batch["alpha"] = self.views.alpha[view, y, x]
+    return batch

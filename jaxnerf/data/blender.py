@@ -100,11 +100,15 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
     full_size = (h, w)
     if images is None:  # filled in place: a list and a stacked copy would need twice the memory
       images = np.empty((len(frames), h // factor, w // factor, 3), np.float32)
-    images[i] = composite_on_background(downsample_premultiplied(rgba, factor), background)
+      alpha = np.empty((len(frames), h // factor, w // factor), np.float32)
+    premultiplied = downsample_premultiplied(rgba, factor)
+    images[i] = composite_on_background(premultiplied, background)
+    alpha[i] = premultiplied[..., 3]
     poses.append(pose[:3, :4])
     names.append(os.path.normpath(file_path))
 
   width = full_size[1] // factor
   focal = 0.5 * width / np.tan(0.5 * float(meta["camera_angle_x"]))
   return Views(images=images, cam_to_world=np.stack(poses).astype(np.float32),
-               focal=float(focal), near=near, far=far, names=names, pixel_center=pixel_center)
+               focal=float(focal), near=near, far=far, names=names, pixel_center=pixel_center, alpha=alpha,
+               background=tuple(float(c) for c in background))

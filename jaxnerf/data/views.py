@@ -1,6 +1,6 @@
 """Posed images of one split of a scene, and the rays through their pixels."""
 import dataclasses
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -33,6 +33,9 @@ class Views:
     pixel_center: rays through pixel centres rather than corners.
     ndc: rays are mapped to normalised device coordinates (forward-facing scenes, see rays.to_ndc).
     bounds: [num_views, 2] near and far scene depth of each view, where the dataset records them (LLFF).
+    alpha: [num_views, height, width] float32 opacity of RGBA images, which `images` holds composited onto
+      `background`; lets training recomposite them onto other backgrounds.
+    background: the RGB colour transparent pixels were composited onto.
   """
   images: np.ndarray
   cam_to_world: np.ndarray
@@ -43,6 +46,8 @@ class Views:
   pixel_center: bool = True
   ndc: bool = False
   bounds: Optional[np.ndarray] = None
+  alpha: Optional[np.ndarray] = None
+  background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
 
   @property
   def height(self):

@@ -91,8 +91,9 @@ def main(argv):
   train_rate = FLAGS.rays / step_seconds
   rows = [
       ("backend", f"{jax.default_backend()} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))"),
-      ("model", f"{config.model.depth}x{config.model.width}, {config.model.num_coarse_samples} coarse + "
-                f"{config.model.num_fine_samples} fine samples"),
+      ("model", f"{config.model.mlp.depth}x{config.model.mlp.width}, "
+                f"{config.model.hierarchical.num_coarse_samples} coarse + "
+                f"{config.model.hierarchical.num_fine_samples} fine samples"),
       ("train step", f"{step_seconds * 1e3:.0f} ms for {FLAGS.rays} rays"),
       ("train rays/s", f"{train_rate:.0f}"),
       ("train GFLOP/s (XLA count)", f"{step_flops / step_seconds / 1e9:.0f}"),

@@ -8,12 +8,12 @@ from jaxnerf.config import base_config
 
 def get_config():
   config = base_config()
-  config.model.depth = 4
-  config.model.width = 128
-  config.model.skip_layer = 2
-  config.model.view_width = 64
-  config.model.num_coarse_samples = 16
-  config.model.num_fine_samples = 32
+  config.model.mlp.depth = 4
+  config.model.mlp.width = 128
+  config.model.mlp.skip_layer = 2
+  config.model.mlp.view_width = 64
+  config.model.hierarchical.num_coarse_samples = 16
+  config.model.hierarchical.num_fine_samples = 32
   config.train.max_steps = 9_000
   config.train.batch_size = 256
   config.train.lr_init = 5e-3

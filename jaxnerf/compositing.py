@@ -1,34 +1,46 @@
-"""Volume rendering: alpha compositing of per-sample colour and density along rays."""
-from typing import NamedTuple
+"""Volume rendering: alpha compositing of per-sample colour and density over intervals along rays."""
+from typing import NamedTuple, Optional
 
 import jax.numpy as jnp
 
-# Stands in for the infinite length of the last interval, as in the NeRF paper's code: whatever density the
-# last sample has, it absorbs the rest of the ray.
+# Stands in for the infinite length of the last interval of point samples, as in the NeRF paper's code:
+# whatever density the last sample has, it absorbs the rest of the ray.
 FAR_INTERVAL = 1e10
 
 
 class Composite(NamedTuple):
-  rgb: jnp.ndarray  # [..., 3]
+  rgb: Optional[jnp.ndarray]  # [..., 3]; None for density-only fields
   depth: jnp.ndarray  # [...] expected distance, in units of t
   disparity: jnp.ndarray  # [...] 1 / (depth / acc)
   acc: jnp.ndarray  # [...] accumulated opacity
   weights: jnp.ndarray  # [..., num_samples]
 
 
-def compositing_weights(density, t, directions):
+def point_sample_edges(t):
+  """Interval endpoints for point samples as the NeRF paper composites them: sample i stands for [t_i, t_i+1],
+  and the last one for the rest of the ray.
+
+  Args:
+    t: [..., num_samples] sorted distances.
+
+  Returns:
+    [..., num_samples + 1] endpoints.
+  """
+  return jnp.concatenate([t, t[..., -1:] + FAR_INTERVAL], axis=-1)
+
+
+def compositing_weights(density, edges, directions):
   """Weights w_i = T_i (1 - exp(-sigma_i delta_i)), with T_i = exp(-sum_{j<i} sigma_j delta_j).
 
   Args:
-    density: [..., num_samples] non-negative volume density.
-    t: [..., num_samples] sorted sample distances along the rays.
-    directions: [..., 3] ray directions; distances in t are scaled by their length.
+    density: [..., num_samples] non-negative volume density, constant over each interval.
+    edges: [..., num_samples + 1] sorted interval endpoints along the rays; delta_i = edges_i+1 - edges_i.
+    directions: [..., 3] ray directions; distances along the rays are scaled by their length.
 
   Returns:
     [..., num_samples] weights; their sum (the opacity) is at most 1.
   """
-  deltas = jnp.concatenate([t[..., 1:] - t[..., :-1], jnp.full_like(t[..., :1], FAR_INTERVAL)], axis=-1)
-  deltas = deltas * jnp.linalg.norm(directions[..., None, :], axis=-1)
+  deltas = (edges[..., 1:] - edges[..., :-1]) * jnp.linalg.norm(directions[..., None, :], axis=-1)
   optical_depth = density * deltas
   alpha = 1.0 - jnp.exp(-optical_depth)
   # Exclusive cumulative sum: the transmittance reaching sample i excludes sample i itself.
@@ -37,25 +49,28 @@ def compositing_weights(density, t, directions):
   return alpha * jnp.exp(-accumulated)
 
 
-def composite(rgb, density, t, directions, background=None):
+def composite(rgb, density, t, edges, directions, background=None):
   """Alpha-composite samples into per-ray colour, depth, disparity and opacity.
 
   Args:
-    rgb: [..., num_samples, 3] sample colours in [0, 1].
+    rgb: [..., num_samples, 3] sample colours in [0, 1], or None (weights and depth only).
     density: [..., num_samples] sample densities.
-    t: [..., num_samples] sample distances.
+    t: [..., num_samples] distances the samples stand for (their depth).
+    edges: [..., num_samples + 1] interval endpoints.
     directions: [..., 3] ray directions.
     background: None or [3] / [..., 3] colour shown where the ray is not fully absorbed.
 
   Returns:
     Composite with rgb [..., 3], depth, disparity and acc [...], weights [..., num_samples].
   """
-  weights = compositing_weights(density, t, directions)
+  weights = compositing_weights(density, edges, directions)
   acc = jnp.sum(weights, axis=-1)
-  color = jnp.sum(weights[..., None] * rgb, axis=-2)
   depth = jnp.sum(weights * t, axis=-1)
   eps = jnp.finfo(t.dtype).tiny
   disparity = acc / jnp.maximum(depth, eps)
-  if background is not None:
-    color = color + (1.0 - acc[..., None]) * jnp.asarray(background, color.dtype)
+  color = None
+  if rgb is not None:
+    color = jnp.sum(weights[..., None] * rgb, axis=-2)
+    if background is not None:
+      color = color + (1.0 - acc[..., None]) * jnp.asarray(background, color.dtype)
   return Composite(rgb=color, depth=depth, disparity=disparity, acc=acc, weights=weights)

@@ -1,7 +1,8 @@
 """The one config schema. Files in configs/ start from `base_config()` and change values, never add fields.
 
-Groups: `data` (what scene and how it is loaded), `model` (network and sampling), `train` (optimisation,
-batching, checkpointing, logging), `eval` (test rendering).
+Groups: `data` (what scene and how it is loaded), `model` (sampler and field, with a subgroup for each kind),
+`loss` (weights of the loss terms), `train` (optimisation, batching, checkpointing, logging), `eval` (test
+rendering).
 """
 import ml_collections
 
@@ -20,6 +21,7 @@ def base_config():
   config.data.white_background = True  # composite RGBA onto white (else black), and render onto it
   config.data.near = 2.0
   config.data.far = 6.0
+  config.data.scene_box = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)  # min xyz, max xyz: where hash fields live
   config.data.pixel_center = True  # rays through pixel centres (the NeRF paper's code used corners)
   # LLFF only:
   config.data.llff_hold = 8  # every llff_hold-th photo (0, 8, 16, ...) is held out for test and val
@@ -27,19 +29,54 @@ def base_config():
   config.data.spherify = False  # recentre inward-facing 360-degree captures on a sphere (use with ndc False)
 
   config.model = ml_collections.ConfigDict()
-  config.model.depth = 8
-  config.model.width = 256
-  config.model.skip_layer = 4  # the encoded input is concatenated back after this layer
-  config.model.view_width = 128
-  config.model.use_viewdirs = True
-  config.model.position_min_deg = 0
-  config.model.position_max_deg = 10
-  config.model.direction_min_deg = 0
-  config.model.direction_max_deg = 4
-  config.model.num_coarse_samples = 64
-  config.model.num_fine_samples = 128  # 0: coarse network only
-  config.model.lindisp = False  # sample linearly in disparity instead of depth
+  config.model.sampler = "hierarchical"  # "hierarchical" (NeRF: coarse + fine) or "proposal" (mip-NeRF 360)
+  config.model.field = "mlp"  # the field with colour: "mlp" (NeRF) or "hash" (Instant-NGP)
   config.model.density_noise = 0.0  # std of noise added to raw density while training
+
+  config.model.hierarchical = ml_collections.ConfigDict()
+  config.model.hierarchical.num_coarse_samples = 64
+  config.model.hierarchical.num_fine_samples = 128  # 0: coarse level only
+  config.model.hierarchical.lindisp = False  # sample linearly in disparity instead of depth
+
+  config.model.proposal = ml_collections.ConfigDict()
+  config.model.proposal.num_samples = (64,)  # intervals of each density-only proposal level, coarse to fine
+  config.model.proposal.num_final_samples = 32  # intervals where the field with colour is evaluated
+  config.model.proposal.num_levels = 5  # hash encoding of the proposal fields, see model.hash
+  config.model.proposal.features_per_level = 2
+  config.model.proposal.log2_table_size = 17
+  config.model.proposal.min_resolution = 16
+  config.model.proposal.max_resolution = 128
+  config.model.proposal.width = 16
+
+  config.model.mlp = ml_collections.ConfigDict()
+  config.model.mlp.depth = 8
+  config.model.mlp.width = 256
+  config.model.mlp.skip_layer = 4  # the encoded input is concatenated back after this layer
+  config.model.mlp.view_width = 128
+  config.model.mlp.use_viewdirs = True
+  config.model.mlp.position_min_deg = 0
+  config.model.mlp.position_max_deg = 10
+  config.model.mlp.direction_min_deg = 0
+  config.model.mlp.direction_max_deg = 4
+  config.model.mlp.density_activation = "relu"
+
+  config.model.hash = ml_collections.ConfigDict()
+  config.model.hash.num_levels = 16
+  config.model.hash.features_per_level = 2
+  config.model.hash.log2_table_size = 19  # rows per level's table
+  config.model.hash.min_resolution = 16
+  config.model.hash.max_resolution = 2048
+  config.model.hash.density_width = 64
+  config.model.hash.geo_features = 15  # values besides the density passed from the density to the colour MLP
+  config.model.hash.color_width = 64
+  config.model.hash.color_depth = 2  # hidden layers of the colour MLP
+  config.model.hash.sh_degree = 4  # spherical-harmonics bands of the view direction
+  config.model.hash.density_activation = "trunc_exp"
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.coarse_rgb_weight = 1.0  # colour loss of earlier levels that render colour (NeRF's coarse level)
+  config.loss.interlevel_weight = 1.0  # proposal levels (mip-NeRF 360)
+  config.loss.distortion_weight = 0.0  # the finest level's weight distribution (mip-NeRF 360)
 
   config.train = ml_collections.ConfigDict()
   config.train.seed = 0
@@ -53,7 +90,11 @@ def base_config():
   config.train.lr_delay_steps = 0  # warm-up: scale the rate by lr_delay_mult, easing to 1 over these steps
   config.train.lr_delay_mult = 1.0
   config.train.grad_max_norm = 0.0  # clip gradients to this global norm; 0 disables
-  config.train.coarse_loss_weight = 1.0
+  config.train.adam_b1 = 0.9
+  config.train.adam_b2 = 0.999
+  config.train.adam_eps = 1e-7
+  config.train.weight_decay = 0.0  # decoupled weight decay of the MLPs' kernels (not the hash tables)
+  config.train.random_background = False  # composite transparent training pixels onto random colours
   config.train.max_nonfinite_steps = 20  # stop after this many steps in a row with a non-finite loss or gradient
   config.train.checkpoint_every = 10_000
   config.train.keep_checkpoints = 3
@@ -89,9 +130,15 @@ def validate(config, device_count):
       (t.log_every > 0, "train.log_every", f"a positive interval, got {t.log_every}"),
       (t.max_nonfinite_steps > 0, "train.max_nonfinite_steps", f"at least 1, got {t.max_nonfinite_steps}"),
       (t.lr_init > 0 and t.lr_final > 0, "train.lr_init/lr_final", "positive learning rates"),
-      (m.num_coarse_samples >= 2, "model.num_coarse_samples", f"at least 2, got {m.num_coarse_samples}"),
-      (m.num_fine_samples >= 0, "model.num_fine_samples", f"0 or more, got {m.num_fine_samples}"),
-      (m.depth > 0 and m.width > 0, "model.depth/width", "positive sizes"),
+      (m.hierarchical.num_coarse_samples >= 2, "model.hierarchical.num_coarse_samples",
+       f"at least 2, got {m.hierarchical.num_coarse_samples}"),
+      (m.hierarchical.num_fine_samples >= 0, "model.hierarchical.num_fine_samples",
+       f"0 or more, got {m.hierarchical.num_fine_samples}"),
+      (all(n >= 2 for n in (*m.proposal.num_samples, m.proposal.num_final_samples)),
+       "model.proposal.num_samples/num_final_samples", "at least 2 intervals per level"),
+      (m.mlp.depth > 0 and m.mlp.width > 0, "model.mlp.depth/width", "positive sizes"),
+      (len(d.scene_box) == 6 and all(d.scene_box[i] < d.scene_box[i + 3] for i in range(3)), "data.scene_box",
+       f"(min_x, min_y, min_z, max_x, max_y, max_z) with each min below its max, got {d.scene_box}"),
       (d.factor >= 1, "data.factor", f"an integer >= 1, got {d.factor}"),
       (d.llff_hold >= 2, "data.llff_hold", f"an integer >= 2, got {d.llff_hold}"),
       (0 <= d.near < d.far, "data.near/far", f"0 <= near < far, got {d.near} and {d.far}"),

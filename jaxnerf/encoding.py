@@ -27,3 +27,35 @@ def positional_encoding(x, min_deg, max_deg, include_input=True):
 def encoded_size(dim, min_deg, max_deg, include_input=True):
   """Length of the last axis of `positional_encoding`'s output."""
   return dim * (int(include_input) + 2 * (max_deg - min_deg))
+
+
+def spherical_harmonics(directions, degree):
+  """Real spherical harmonics of unit directions, bands l = 0 .. degree - 1 (degree**2 values; degree <= 4).
+
+  The orthonormal real basis on the sphere (integral of Y_i Y_j over the sphere is delta_ij), written as
+  polynomials in the direction's coordinates.
+
+  Args:
+    directions: [..., 3] unit vectors.
+    degree: number of bands, 1 to 4.
+
+  Returns:
+    [..., degree**2], band by band, m = -l .. l within band l.
+  """
+  if not 1 <= degree <= 4:
+    raise ValueError(f"spherical harmonics degree must be 1 to 4, got {degree}")
+  x, y, z = directions[..., 0], directions[..., 1], directions[..., 2]
+  bands = [[jnp.full_like(x, 0.28209479177387814)]]
+  if degree > 1:
+    bands.append([-0.48860251190291987 * y, 0.48860251190291987 * z, -0.48860251190291987 * x])
+  if degree > 2:
+    xx, yy, zz = x * x, y * y, z * z
+    bands.append([1.0925484305920792 * x * y, -1.0925484305920792 * y * z,
+                  0.94617469575755997 * zz - 0.31539156525251999, -1.0925484305920792 * x * z,
+                  0.54627421529603959 * (xx - yy)])
+  if degree > 3:
+    bands.append([0.59004358992664352 * y * (3 * xx - yy), 2.8906114426405538 * x * y * z,
+                  0.45704579946446572 * y * (5 * zz - 1), 0.3731763325901154 * z * (5 * zz - 3),
+                  0.45704579946446572 * x * (5 * zz - 1), 1.4453057213202769 * z * (xx - yy),
+                  0.59004358992664352 * x * (xx - 3 * yy)])
+  return jnp.stack([value for band in bands for value in band], axis=-1)

@@ -1,101 +1,45 @@
-"""The NeRF model: coarse and fine MLPs mapping encoded (position, view direction) to (rgb, density), and the
-full per-ray rendering pass that ties sampling, encoding, the MLPs and compositing together."""
-import dataclasses
-from typing import Tuple
+"""The renderer: a list of levels, each a (sampler, field) pair, run coarse to fine along each ray.
+
+Level k's sampler places samples from level k-1's weights; its field is evaluated there and composited. The NeRF
+paper's model is two levels (stratified then hierarchical samples, a coarse and a fine MLP); the fast model is one
+or two proposal levels (density-only hash-grid fields, interval resampling) before a hash-grid field with colour.
+`build_model(config)` makes either from config.model.
+"""
+from typing import Any, List, NamedTuple, Sequence, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxnerf import compositing
-from jaxnerf import encoding
+from jaxnerf import fields
+from jaxnerf import hash_encoding
 from jaxnerf import sampling
+from jaxnerf.errors import ConfigError
 
 
-class MLP(nn.Module):
-  """The NeRF paper's field network.
+class Level(NamedTuple):
+  samples: sampling.Samples  # [num_rays, num_samples] t and [num_rays, num_samples + 1] edges
+  out: compositing.Composite  # rgb None for density-only fields
 
-  `depth` ReLU layers of `width` units on the encoded position, with the encoded position concatenated back in
-  after layer `skip_layer`; a density head on the trunk; a colour branch that takes a linear bottleneck of the
-  trunk together with the encoded view direction through one ReLU layer of `view_width` units.
+
+class Renderer(nn.Module):
+  """Levels of (sampler, field), coarse to fine.
+
+  Attributes:
+    fields: the field modules.
+    samplers: one sampler per level (see sampling.py).
+    level_fields: index into `fields` of each level's field (levels may share a field).
+    density_noise: std of noise added to raw density while training.
+    background: default RGB where rays are not fully absorbed.
   """
-  depth: int = 8
-  width: int = 256
-  skip_layer: int = 4
-  view_width: int = 128
-
-  @nn.compact
-  def __call__(self, x, view):
-    """Evaluate the field.
-
-    Args:
-      x: [..., num_samples, dx] encoded positions.
-      view: [..., dv] encoded view directions (one per ray), or None for a view-independent colour.
-
-    Returns:
-      rgb: [..., num_samples, 3] in (0, 1) and raw_density: [..., num_samples] (before the activation).
-    """
-    dense = lambda features, use_bias=True: nn.Dense(
-        features, use_bias=use_bias, kernel_init=nn.initializers.glorot_uniform())
-    # Dense layers on 2-D [rows, features] arrays: XLA's CPU backend computes the weight gradients of
-    # higher-rank dot products about 1.5x slower.
-    batch_shape = x.shape[:-1]
-    x = x.reshape(-1, x.shape[-1])
-    h = x
-    for i in range(self.depth):
-      h = nn.relu(dense(self.width)(h))
-      if i + 1 == self.skip_layer and i + 1 < self.depth:
-        h = jnp.concatenate([h, x], axis=-1)
-    raw_density = dense(1)(h)[..., 0]
-    if view is not None:
-      # The colour layer sees [bottleneck, encoded view]; its view half is the same for all samples of a
-      # ray, so it is applied once per ray and broadcast (the same function, fewer FLOPs).
-      per_sample = dense(self.view_width)(dense(self.width)(h))
-      per_ray = dense(self.view_width, use_bias=False)(view.reshape(-1, view.shape[-1]))
-      num_samples = per_sample.shape[0] // per_ray.shape[0]
-      h = nn.relu((per_sample.reshape(per_ray.shape[0], num_samples, -1) + per_ray[:, None, :])
-                  .reshape(per_sample.shape))
-    rgb = nn.sigmoid(dense(3)(h)).reshape(*batch_shape, 3)
-    raw_density = raw_density.reshape(batch_shape)
-    return rgb, raw_density
-
-
-@dataclasses.dataclass(frozen=True)
-class RenderSettings:
-  """How rays are sampled and composited (hashable, so models stay hashable)."""
-  num_coarse_samples: int = 64
-  num_fine_samples: int = 128
-  lindisp: bool = False
-  position_degrees: Tuple[int, int] = (0, 10)
-  direction_degrees: Tuple[int, int] = (0, 4)
-  use_viewdirs: bool = True
+  fields: Sequence[nn.Module]
+  samplers: Sequence[Any]
+  level_fields: Sequence[int]
   density_noise: float = 0.0
-  background: Tuple[float, ...] = (1.0, 1.0, 1.0)
+  background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
 
-
-class NeRF(nn.Module):
-  """Coarse and fine networks and the hierarchical rendering pass of the NeRF paper."""
-  mlp: MLP
-  render: RenderSettings
-
-  def setup(self):
-    self.coarse = self.mlp.clone(name="coarse")
-    if self.render.num_fine_samples > 0:
-      self.fine = self.mlp.clone(name="fine")
-
-  def _shade(self, network, rays, t, key, randomized):
-    """Evaluate one network at distances t along the rays and composite. t: [num_rays, num_samples]."""
-    points = rays.origins[..., None, :] + t[..., None] * rays.directions[..., None, :]
-    x = encoding.positional_encoding(points, *self.render.position_degrees)
-    view = (encoding.positional_encoding(rays.viewdirs, *self.render.direction_degrees)
-            if self.render.use_viewdirs else None)
-    rgb, raw_density = network(x, view)
-    if randomized and self.render.density_noise > 0:
-      raw_density = raw_density + self.render.density_noise * jax.random.normal(key, raw_density.shape)
-    density = nn.relu(raw_density)
-    return compositing.composite(rgb, density, t, rays.directions, jnp.asarray(self.render.background))
-
-  def __call__(self, rays, near, far, key, randomized):
+  def __call__(self, rays, near, far, key, randomized, background=None) -> List[Level]:
     """Render a batch of rays.
 
     Args:
@@ -103,17 +47,96 @@ class NeRF(nn.Module):
       near, far: scalars or [num_rays, 1] bounds.
       key: PRNG key (used only when randomized).
       randomized: jitter samples and add density noise (training).
+      background: None (the default colour) or [3] / [num_rays, 3] colours.
 
     Returns:
-      A list of Composites, [coarse] or [coarse, fine], each with [num_rays, ...] fields.
+      One Level per sampler, coarse to fine, with [num_rays, ...] fields.
     """
-    keys = jax.random.split(key, 4)
+    background = jnp.asarray(self.background if background is None else background, jnp.float32)
     batch_shape = rays.origins.shape[:-1]
-    t = sampling.stratified_samples(keys[0], batch_shape, self.render.num_coarse_samples, near, far,
-                                    self.render.lindisp, randomized)
-    coarse = self._shade(self.coarse, rays, t, keys[1], randomized)
-    if self.render.num_fine_samples == 0:
-      return [coarse]
-    t = sampling.hierarchical_samples(keys[2], t, coarse.weights, self.render.num_fine_samples, randomized)
-    fine = self._shade(self.fine, rays, t, keys[3], randomized)
-    return [coarse, fine]
+    keys = jax.random.split(key, 2 * len(self.samplers))
+    levels, previous = [], None
+    for i, (sampler, field_index) in enumerate(zip(self.samplers, self.level_fields)):
+      field = self.fields[field_index]
+      samples = sampler(keys[2 * i], batch_shape, near, far, previous, randomized)
+      points = rays.origins[..., None, :] + samples.t[..., None] * rays.directions[..., None, :]
+      rgb, raw_density = field(points, rays.viewdirs)
+      if randomized and self.density_noise > 0:
+        raw_density = raw_density + self.density_noise * jax.random.normal(keys[2 * i + 1], raw_density.shape)
+      density = field.density_activation(raw_density)
+      out = compositing.composite(rgb, density, samples.t, samples.edges, rays.directions, background)
+      levels.append(Level(samples, out))
+      previous = (samples, out.weights)
+    return levels
+
+
+def mlp_field(config):
+  m = config.model.mlp
+  return fields.NeRFMLP(
+      depth=m.depth, width=m.width, skip_layer=m.skip_layer, view_width=m.view_width,
+      position_degrees=(m.position_min_deg, m.position_max_deg),
+      direction_degrees=(m.direction_min_deg, m.direction_max_deg), use_viewdirs=m.use_viewdirs,
+      density_activation=_density_activation(m.density_activation, "model.mlp.density_activation"))
+
+
+def hash_field(config):
+  h = config.model.hash
+  return fields.HashField(
+      encoding=hash_encoding.HashEncoding(h.num_levels, h.features_per_level, h.log2_table_size, h.min_resolution,
+                                          h.max_resolution),
+      scene_box=tuple(config.data.scene_box), density_width=h.density_width, geo_features=h.geo_features,
+      color_width=h.color_width, color_depth=h.color_depth, sh_degree=h.sh_degree,
+      density_activation=_density_activation(h.density_activation, "model.hash.density_activation"))
+
+
+def proposal_field(config):
+  p = config.model.proposal
+  return fields.HashDensityField(
+      encoding=hash_encoding.HashEncoding(p.num_levels, p.features_per_level, p.log2_table_size, p.min_resolution,
+                                          p.max_resolution),
+      scene_box=tuple(config.data.scene_box), width=p.width)
+
+
+# config.model.field -> a function config -> field module.
+FIELDS = {"mlp": mlp_field, "hash": hash_field}
+
+
+def _density_activation(name, field_name):
+  if name not in fields.DENSITY_ACTIVATIONS:
+    raise ConfigError(f"config.{field_name}: expected one of {tuple(fields.DENSITY_ACTIVATIONS)}, got {name!r}")
+  return fields.DENSITY_ACTIVATIONS[name]
+
+
+def hierarchical_levels(config, make_field):
+  """The NeRF paper's levels: stratified coarse samples, then hierarchical fine samples, each with its own field
+  (only the coarse level when num_fine_samples is 0)."""
+  h = config.model.hierarchical
+  samplers = [sampling.Stratified(h.num_coarse_samples, h.lindisp)]
+  if h.num_fine_samples > 0:
+    samplers.append(sampling.Hierarchical(h.num_fine_samples))
+  return [make_field(config) for _ in samplers], samplers
+
+
+def proposal_levels(config, make_field):
+  """mip-NeRF 360's levels: a density-only proposal field per entry of proposal.num_samples, then the field."""
+  p = config.model.proposal
+  counts = list(p.num_samples) + [p.num_final_samples]
+  return ([proposal_field(config) for _ in p.num_samples] + [make_field(config)],
+          [sampling.Intervals(n) for n in counts])
+
+
+# config.model.sampler -> a function (config, field maker) -> (fields, samplers), one of each per level.
+SAMPLERS = {"hierarchical": hierarchical_levels, "proposal": proposal_levels}
+
+
+def build_model(config):
+  """The Renderer that config.model describes."""
+  m = config.model
+  if m.field not in FIELDS:
+    raise ConfigError(f"config.model.field: expected one of {tuple(FIELDS)}, got {m.field!r}")
+  if m.sampler not in SAMPLERS:
+    raise ConfigError(f"config.model.sampler: expected one of {tuple(SAMPLERS)}, got {m.sampler!r}")
+  level_fields, samplers = SAMPLERS[m.sampler](config, FIELDS[m.field])
+  background = (1.0, 1.0, 1.0) if config.data.white_background else (0.0, 0.0, 0.0)
+  return Renderer(fields=tuple(level_fields), samplers=tuple(samplers), level_fields=tuple(range(len(samplers))),
+                  density_noise=m.density_noise, background=background)

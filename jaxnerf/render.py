@@ -22,7 +22,7 @@ def make_render_chunk(model, near, far):
                      out_shardings=sharding.replicated(mesh))
   def render_chunk(variables, rays):
     levels = model.apply(variables, rays, near, far, jax.random.key(0), randomized=False)
-    finest = levels[-1]
+    finest = levels[-1].out
     return {"rgb": finest.rgb, "depth": finest.depth, "disparity": finest.disparity, "acc": finest.acc}
 
   return render_chunk

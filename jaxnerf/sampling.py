@@ -1,6 +1,23 @@
-"""Where to evaluate the field along each ray: stratified and hierarchical (inverse-CDF) sampling."""
+"""Where to evaluate the field along each ray.
+
+A sampler gives each level its Samples: distances t where the field is evaluated and the interval endpoints they
+stand for. The NeRF paper's samplers place points (stratified, then hierarchical inverse-CDF resampling of the
+coarse weights), each standing for the interval up to the next point; proposal sampling (mip-NeRF 360) places
+intervals, resampled from the previous level's interval weights, with the field evaluated at their midpoints.
+"""
+import dataclasses
+from typing import NamedTuple, Optional, Tuple
+
 import jax
 import jax.numpy as jnp
+
+from jaxnerf import compositing
+from jaxnerf import stepfun
+
+
+class Samples(NamedTuple):
+  t: jnp.ndarray  # [..., num_samples] distances where the field is evaluated
+  edges: jnp.ndarray  # [..., num_samples + 1] endpoints of the intervals the samples stand for
 
 
 def stratified_samples(key, batch_shape, num_samples, near, far, lindisp, randomized):
@@ -89,3 +106,53 @@ def hierarchical_samples(key, t_coarse, weights, num_samples, randomized):
   t_fine = sample_pdf(key, mids, weights[..., 1:-1], num_samples, randomized)
   t_fine = jax.lax.stop_gradient(t_fine)
   return jnp.sort(jnp.concatenate([t_coarse, t_fine], axis=-1), axis=-1)
+
+
+# What a level hands to the next one's sampler: its Samples and their compositing weights [..., num_samples].
+Previous = Optional[Tuple[Samples, jnp.ndarray]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stratified:
+  """The NeRF paper's coarse samples: one point per stratum of [near, far] (of disparity when `lindisp`)."""
+  num_samples: int
+  lindisp: bool = False
+
+  def __call__(self, key, batch_shape, near, far, previous: Previous, randomized):
+    del previous
+    t = stratified_samples(key, batch_shape, self.num_samples, near, far, self.lindisp, randomized)
+    return Samples(t, compositing.point_sample_edges(t))
+
+
+@dataclasses.dataclass(frozen=True)
+class Hierarchical:
+  """The NeRF paper's fine samples: `num_samples` more points drawn from the previous level's weights, merged
+  with its points."""
+  num_samples: int
+
+  def __call__(self, key, batch_shape, near, far, previous: Previous, randomized):
+    del batch_shape, near, far
+    samples, weights = previous
+    t = hierarchical_samples(key, samples.t, weights, self.num_samples, randomized)
+    return Samples(t, compositing.point_sample_edges(t))
+
+
+@dataclasses.dataclass(frozen=True)
+class Intervals:
+  """Proposal sampling: `num_samples` intervals resampled from the previous level's interval weights (the first
+  level resamples the single interval [near, far], which gives stratified intervals); the field is evaluated at
+  their midpoints."""
+  num_samples: int
+
+  def __call__(self, key, batch_shape, near, far, previous: Previous, randomized):
+    if previous is None:
+      edges = jnp.concatenate([jnp.broadcast_to(jnp.asarray(b, jnp.float32), (*batch_shape, 1)) for b in (near, far)],
+                              axis=-1)
+      weights = jnp.ones((*batch_shape, 1), jnp.float32)
+    else:
+      samples, weights = previous
+      edges = samples.edges
+      # A little weight everywhere keeps every part of the ray reachable while the proposals learn.
+      weights = weights + 1e-3 * jnp.sum(weights, axis=-1, keepdims=True) / weights.shape[-1] + 1e-8
+    edges = stepfun.sample_intervals(key, edges, weights, self.num_samples, randomized)
+    return Samples(0.5 * (edges[..., 1:] + edges[..., :-1]), edges)

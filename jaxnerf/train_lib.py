@@ -24,6 +24,7 @@ from tensorboardX import SummaryWriter
 
 from jaxnerf import checkpoints
 from jaxnerf import config as config_lib
+from jaxnerf import losses as losses_lib
 from jaxnerf import metrics as metrics_lib
 from jaxnerf import model as model_lib
 from jaxnerf import rays as rays_lib
@@ -62,23 +63,21 @@ def learning_rate_schedule(train_config):
 
 
 def make_optimizer(train_config):
-  """Adam (the NeRF paper's betas and epsilon) on the schedule, after optional global-norm clipping."""
-  adam = optax.adam(learning_rate_schedule(train_config), b1=0.9, b2=0.999, eps=1e-7)
-  if train_config.grad_max_norm > 0:
-    return optax.chain(optax.clip_by_global_norm(train_config.grad_max_norm), adam)
+  """Adam on the schedule, after optional global-norm clipping, with optional decoupled weight decay of the MLP
+  kernels (hash tables and biases are not decayed)."""
+  c = train_config
+  decay_mask = lambda params: jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
+  adam = optax.adamw(learning_rate_schedule(c), b1=c.adam_b1, b2=c.adam_b2, eps=c.adam_eps,
+                     weight_decay=c.weight_decay, mask=decay_mask) if c.weight_decay > 0 else optax.adam(
+                         learning_rate_schedule(c), b1=c.adam_b1, b2=c.adam_b2, eps=c.adam_eps)
+  if c.grad_max_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(c.grad_max_norm), adam)
   return adam
 
 
 def build_model(config):
-  m = config.model
-  background = (1.0, 1.0, 1.0) if config.data.white_background else (0.0, 0.0, 0.0)
-  return model_lib.NeRF(
-      mlp=model_lib.MLP(depth=m.depth, width=m.width, skip_layer=m.skip_layer, view_width=m.view_width),
-      render=model_lib.RenderSettings(
-          num_coarse_samples=m.num_coarse_samples, num_fine_samples=m.num_fine_samples, lindisp=m.lindisp,
-          position_degrees=(m.position_min_deg, m.position_max_deg),
-          direction_degrees=(m.direction_min_deg, m.direction_max_deg), use_viewdirs=m.use_viewdirs,
-          density_noise=m.density_noise, background=background))
+  return model_lib.build_model(config)
 
 
 def init_params(model, key, near=2.0, far=6.0):
@@ -112,13 +111,18 @@ def make_train_step(model, optimizer, config):
   advances the step (the next step sees the next batch) and is counted in the state.
   """
   near, far = config.data.near, config.data.far
-  coarse_weight = config.train.coarse_loss_weight
 
   def loss_fn(params, batch, key):
-    levels = model.apply({"params": params}, batch["rays"], near, far, key, randomized=True)
-    losses = [metrics_lib.mse(level.rgb, batch["rgb"]) for level in levels]
-    loss = losses[-1] + coarse_weight * sum(losses[:-1])
-    return loss, losses
+    background, target = None, batch["rgb"]
+    if config.train.random_background and "alpha" in batch:
+      # Transparent pixels show a random colour per ray, so the field cannot explain the background with
+      # density of the background's colour (Instant-NGP's trick).
+      key, background_key = jax.random.split(key)
+      background = jax.random.uniform(background_key, target.shape)
+      target = target + (1.0 - batch["alpha"][:, None]) * (background - jnp.asarray(model.background))
+    levels = model.apply({"params": params}, batch["rays"], near, far, key, randomized=True,
+                         background=background)
+    return losses_lib.total_loss(levels, target, config.loss, near, far)
 
   mesh = sharding.data_mesh()
 
@@ -126,7 +130,7 @@ def make_train_step(model, optimizer, config):
                                             sharding.replicated(mesh)),
                      out_shardings=sharding.replicated(mesh))
   def train_step(state, batch, key):
-    (loss, losses), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
@@ -137,8 +141,9 @@ def make_train_step(model, optimizer, config):
         step=state.step + 1, params=keep_if_finite(params, state.params),
         opt_state=keep_if_finite(opt_state, state.opt_state),
         nonfinite_streak=(state.nonfinite_streak + 1) * skipped, nonfinite_total=state.nonfinite_total + skipped)
-    metrics = {"loss": loss, "psnr": metrics_lib.psnr_from_mse(losses[-1]),
-               "psnr_coarse": metrics_lib.psnr_from_mse(losses[0]), "grad_norm": grad_norm}
+    metrics = {"loss": loss, "psnr": metrics_lib.psnr_from_mse(terms.pop("mse")),
+               "psnr_coarse": metrics_lib.psnr_from_mse(terms.pop("mse_coarse")), "grad_norm": grad_norm,
+               **{f"loss_{name}": value for name, value in terms.items()}}
     return new_state, metrics
 
   return train_step
@@ -163,7 +168,8 @@ def prepare_workdir(config, workdir):
         saved_model = json.load(f)["model"]
     except (OSError, ValueError, KeyError, TypeError):
       raise WorkdirError(f"{saved_path}: not a jaxnerf run config; use another --workdir") from None
-    current = json.loads(config.model.to_json_best_effort())
+    saved_model = flax.traverse_util.flatten_dict(saved_model, sep=".") if isinstance(saved_model, dict) else {}
+    current = flax.traverse_util.flatten_dict(json.loads(config.model.to_json_best_effort()), sep=".")
     changed = sorted(k for k in set(saved_model) | set(current) if saved_model.get(k) != current.get(k))
     if changed:
       diffs = ", ".join(f"model.{k}={saved_model.get(k)!r} there, {current.get(k)!r} here" for k in changed)

@@ -8,8 +8,8 @@ jax.config.update("jax_enable_x64", False)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Command-line overrides that make any config a seconds-long run (2 steps of a 2x16 MLP).
-TINY = ["--config.model.depth=2", "--config.model.width=16", "--config.model.skip_layer=1",
-        "--config.model.view_width=8", "--config.model.num_coarse_samples=4", "--config.model.num_fine_samples=4",
+TINY = ["--config.model.mlp.depth=2", "--config.model.mlp.width=16", "--config.model.mlp.skip_layer=1",
+        "--config.model.mlp.view_width=8", "--config.model.hierarchical.num_coarse_samples=4", "--config.model.hierarchical.num_fine_samples=4",
         "--config.train.batch_size=64", "--config.train.max_steps=2", "--config.train.val_every=0",
         "--config.eval.chunk=1024"]
 SHARED_LEGO = os.path.join(REPO, "..", "shared", "data", "nerf_synthetic", "lego")

@@ -19,12 +19,12 @@ import demo  # noqa: E402
 
 def tiny_config(max_steps):
   config = demo.get_config()
-  config.model.depth = 2
-  config.model.width = 32
-  config.model.skip_layer = 1
-  config.model.view_width = 16
-  config.model.num_coarse_samples = 8
-  config.model.num_fine_samples = 8
+  config.model.mlp.depth = 2
+  config.model.mlp.width = 32
+  config.model.mlp.skip_layer = 1
+  config.model.mlp.view_width = 16
+  config.model.hierarchical.num_coarse_samples = 8
+  config.model.hierarchical.num_fine_samples = 8
   config.train.batch_size = 128
   config.train.max_steps = max_steps
   config.train.checkpoint_every = 3
@@ -90,8 +90,8 @@ def test_train_resume_and_evaluate(tmp_path):
 
 def test_command_line_train_resume_eval_with_relative_workdir(tmp_path):
   """As a user runs it: overrides on the command line, a relative --workdir, the same command twice."""
-  overrides = ["--config.model.depth=2", "--config.model.width=16", "--config.model.skip_layer=1",
-               "--config.model.num_coarse_samples=4", "--config.model.num_fine_samples=4",
+  overrides = ["--config.model.mlp.depth=2", "--config.model.mlp.width=16", "--config.model.mlp.skip_layer=1",
+               "--config.model.hierarchical.num_coarse_samples=4", "--config.model.hierarchical.num_fine_samples=4",
                "--config.train.batch_size=64", "--config.train.checkpoint_every=2", "--config.train.val_every=0",
                "--config.eval.stride=4"]
 

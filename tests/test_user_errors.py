@@ -21,8 +21,11 @@ def tiny_config():
   config = demo.get_config()
   for arg in TINY:
     path, value = arg[len("--config."):].split("=")
-    group, field = path.split(".")
-    config[group][field] = type(config[group][field])(value)
+    *groups, field = path.split(".")
+    node = config
+    for group in groups:
+      node = node[group]
+    node[field] = type(node[field])(value)
   return config
 
 
@@ -140,14 +143,14 @@ def test_unwritable_workdir(tmp_path):
 
 
 def test_incompatible_model_and_checkpoint(trained_run, tmp_path):
-  expect_user_error("train.py", trained_run, "has another model (model.width=16 there, 32 here)",
-                    "--config.model.width=32")
-  expect_user_error("eval.py", trained_run, "has another model", "--config.model.num_fine_samples=8")
+  expect_user_error("train.py", trained_run, "has another model (model.mlp.width=16 there, 32 here)",
+                    "--config.model.mlp.width=32")
+  expect_user_error("eval.py", trained_run, "has another model", "--config.model.hierarchical.num_fine_samples=8")
   # Without the saved config, the checkpoint itself is checked against the model.
   copy = str(tmp_path / "copy")
   shutil.copytree(trained_run, copy)
   os.remove(os.path.join(copy, "config.json"))
-  expect_user_error("train.py", copy, "checkpoint does not fit this config's model", "--config.model.width=32")
+  expect_user_error("train.py", copy, "checkpoint does not fit this config's model", "--config.model.mlp.width=32")
 
 
 def test_eval_without_checkpoint(tmp_path):

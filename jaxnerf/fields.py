@@ -1,0 +1,154 @@
+"""Fields: functions of a point (and a view direction) to colour and raw volume density.
+
+Every field maps `(points [..., num_samples, 3], viewdirs [..., 3] or None)` to `(rgb [..., num_samples, 3] or
+None, raw_density [..., num_samples])` and names the activation that turns raw density into density
+(`density_activation`), so that the renderer can add noise to the raw value first. A field is an encoder and one
+or two MLPs; the MLPs' activation and initialiser are fields of the modules.
+"""
+from typing import Callable, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxnerf import encoding
+from jaxnerf import hash_encoding
+
+Initializer = Callable[..., jnp.ndarray]
+
+
+@jax.custom_jvp
+def trunc_exp(x):
+  """exp(x) whose gradient is taken at min(x, 15): density that grows fast without exploding gradients."""
+  return jnp.exp(x)
+
+
+@trunc_exp.defjvp
+def _trunc_exp_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  return jnp.exp(x), dx * jnp.exp(jnp.minimum(x, 15.0))
+
+
+DENSITY_ACTIVATIONS = {"relu": nn.relu, "softplus": nn.softplus, "trunc_exp": trunc_exp}
+
+
+def _rows(x):
+  """[..., d] -> [rows, d]: XLA's CPU backend computes weight gradients of higher-rank dot products about 1.5x
+  slower than of 2-D ones."""
+  return x.reshape(-1, x.shape[-1])
+
+
+class NeRFMLP(nn.Module):
+  """The NeRF paper's field: positional encoding, then `depth` layers of `width` units with the encoded position
+  concatenated back in after layer `skip_layer`; a density head on the trunk; a colour branch that takes a linear
+  bottleneck of the trunk with the encoded view direction through one layer of `view_width` units."""
+  depth: int = 8
+  width: int = 256
+  skip_layer: int = 4
+  view_width: int = 128
+  position_degrees: Tuple[int, int] = (0, 10)
+  direction_degrees: Tuple[int, int] = (0, 4)
+  use_viewdirs: bool = True
+  activation: Callable = nn.relu
+  kernel_init: Initializer = nn.initializers.glorot_uniform()
+  density_activation: Callable = nn.relu
+
+  @nn.compact
+  def __call__(self, points, viewdirs):
+    """points: [..., num_samples, 3]; viewdirs: [..., 3] unit directions. Returns rgb [..., num_samples, 3] in
+    (0, 1) and raw density [..., num_samples]."""
+    dense = lambda features, use_bias=True: nn.Dense(features, use_bias=use_bias, kernel_init=self.kernel_init)
+    batch_shape = points.shape[:-1]
+    x = _rows(encoding.positional_encoding(points, *self.position_degrees))
+    h = x
+    for i in range(self.depth):
+      h = self.activation(dense(self.width)(h))
+      if i + 1 == self.skip_layer and i + 1 < self.depth:
+        h = jnp.concatenate([h, x], axis=-1)
+    raw_density = dense(1)(h)[..., 0]
+    if self.use_viewdirs:
+      # The colour layer sees [bottleneck, encoded view]; its view half is the same for all samples of a
+      # ray, so it is applied once per ray and broadcast (the same function, fewer FLOPs).
+      view = _rows(encoding.positional_encoding(viewdirs, *self.direction_degrees))
+      per_sample = dense(self.view_width)(dense(self.width)(h))
+      per_ray = dense(self.view_width, use_bias=False)(view)
+      h = self.activation(_add_per_ray(per_sample, per_ray))
+    rgb = nn.sigmoid(dense(3)(h)).reshape(*batch_shape, 3)
+    return rgb, raw_density.reshape(batch_shape)
+
+
+def _add_per_ray(per_sample, per_ray):
+  """[rays * samples, c] + [rays, c] broadcast over each ray's samples (rows ray-major)."""
+  num_samples = per_sample.shape[0] // per_ray.shape[0]
+  return (per_sample.reshape(per_ray.shape[0], num_samples, -1) + per_ray[:, None, :]).reshape(per_sample.shape)
+
+
+def box_coordinates(points, scene_box):
+  """Points in the scene box mapped to the unit cube, and whether they lie inside it.
+
+  Args:
+    points: [..., 3].
+    scene_box: (min_x, min_y, min_z, max_x, max_y, max_z).
+
+  Returns:
+    [..., 3] coordinates (outside [0, 1] for points outside the box) and [...] bool.
+  """
+  lo, hi = jnp.asarray(scene_box[:3], points.dtype), jnp.asarray(scene_box[3:], points.dtype)
+  x = (points - lo) / (hi - lo)
+  return x, jnp.all((x >= 0.0) & (x <= 1.0), axis=-1)
+
+
+# Raw density outside the scene box: zero density under every activation (trunc_exp(-1e4) = 0 in float32).
+EMPTY_RAW_DENSITY = -1e4
+
+
+class HashField(nn.Module):
+  """A hash-grid field (Instant-NGP): the encoding of the point in the scene box through one hidden layer gives the
+  raw density and `geo_features` more values; those, with the view direction's spherical harmonics, go through
+  `color_depth` hidden layers to the colour. Space outside the box is empty."""
+  encoding: hash_encoding.HashEncoding
+  scene_box: Tuple[float, ...]
+  density_width: int = 64
+  geo_features: int = 15
+  color_width: int = 64
+  color_depth: int = 2
+  sh_degree: int = 4
+  activation: Callable = nn.relu
+  kernel_init: Initializer = nn.initializers.glorot_uniform()
+  density_activation: Callable = trunc_exp
+
+  @nn.compact
+  def __call__(self, points, viewdirs):
+    """points: [..., num_samples, 3]; viewdirs: [..., 3] unit directions. Returns rgb [..., num_samples, 3] in
+    (0, 1) and raw density [..., num_samples]."""
+    dense = lambda features, use_bias=True: nn.Dense(features, use_bias=use_bias, kernel_init=self.kernel_init)
+    batch_shape = points.shape[:-1]
+    x, inside = box_coordinates(points, self.scene_box)
+    h = self.activation(dense(self.density_width)(self.encoding(_rows(x))))
+    out = dense(1 + self.geo_features)(h)
+    raw_density = jnp.where(inside.reshape(-1), out[:, 0], EMPTY_RAW_DENSITY)
+    view = _rows(encoding.spherical_harmonics(viewdirs, self.sh_degree))
+    h = self.activation(_add_per_ray(dense(self.color_width)(out), dense(self.color_width, use_bias=False)(view)))
+    for _ in range(self.color_depth - 1):
+      h = self.activation(dense(self.color_width)(h))
+    rgb = nn.sigmoid(dense(3)(h)).reshape(*batch_shape, 3)
+    return rgb, raw_density.reshape(batch_shape)
+
+
+class HashDensityField(nn.Module):
+  """A density-only hash-grid field (the proposal networks of mip-NeRF 360 / Zip-NeRF): encoding, one hidden
+  layer, raw density. Returns (None, raw density [..., num_samples]) for points [..., num_samples, 3]."""
+  encoding: hash_encoding.HashEncoding
+  scene_box: Tuple[float, ...]
+  width: int = 16
+  activation: Callable = nn.relu
+  kernel_init: Initializer = nn.initializers.glorot_uniform()
+  density_activation: Callable = trunc_exp
+
+  @nn.compact
+  def __call__(self, points, viewdirs):
+    del viewdirs
+    x, inside = box_coordinates(points, self.scene_box)
+    h = self.activation(nn.Dense(self.width, kernel_init=self.kernel_init)(self.encoding(_rows(x))))
+    raw_density = nn.Dense(1, kernel_init=self.kernel_init)(h)[:, 0]
+    return None, jnp.where(inside.reshape(-1), raw_density, EMPTY_RAW_DENSITY).reshape(points.shape[:-1])

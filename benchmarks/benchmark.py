@@ -1,16 +1,21 @@
-"""Throughput and memory of the NeRF paper model on this machine (a benchmark, not a test).
+"""Throughput and memory of the NeRF paper model and the fast model on this machine (a benchmark, not a test).
 
-  python benchmarks/benchmark.py [--rays=1024] [--render_chunk=8192] [--steps=5] [--devices=8]
+  python benchmarks/benchmark.py [--models=classic,fast] [--rays=1024] [--steps=5] [--devices=8]
 
-Prints a table: train-step rays/s of configs/blender.py's model (64 coarse + 128 fine samples), the FLOP rate
-that represents (FLOPs counted by XLA for the compiled step) and its fraction of the measured float32 matmul
-peak, render rays/s, and peak memory (host RSS on CPU; device peak where the backend reports it).
+Prints one table with a column per model: configs/blender.py (the paper's 8x256 MLPs, 64 coarse + 128 fine
+samples) and configs/blender_fast.py (hash grid, proposal sampling). Rows: train-step time, rays/s and field
+samples/s at --rays rays per step, the FLOP rate XLA counts for the step and its fraction of the measured float32
+matmul peak, render rays/s, the time of one 800x800 frame (rendered in full for the fast model, extrapolated from
+the render rate for the paper model unless --full_frame), and peak memory (host RSS on CPU; device peak where
+the backend reports it). Each model runs in its own process, so that the peak memory is its own.
 
 The steps run data parallel over all devices, as in training (the rays split over them); --devices=N forces
 N CPU devices, to measure the overhead of splitting one CPU's work N ways (same global batch).
 """
+import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -23,16 +28,24 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "configs"))
 import blender  # noqa: E402  (configs/blender.py)
+import blender_fast  # noqa: E402
 
 from jaxnerf import rays as rays_lib  # noqa: E402
 from jaxnerf import render  # noqa: E402
 from jaxnerf import sharding  # noqa: E402
 from jaxnerf import train_lib  # noqa: E402
 
+MODELS = {"classic": blender.get_config, "fast": blender_fast.get_config}
+
+flags.DEFINE_list("models", ["classic", "fast"], f"models to measure, of {sorted(MODELS)}")
 flags.DEFINE_integer("rays", 1024, "rays per train step")
 flags.DEFINE_integer("render_chunk", 8192, "rays per render call")
 flags.DEFINE_integer("steps", 5, "timed repetitions")
 flags.DEFINE_integer("devices", 0, "force this many CPU devices (0: the backend's devices)")
+flags.DEFINE_integer("frame", 800, "width and height of the rendered frame")
+flags.DEFINE_bool("full_frame", False, "render the full frame for the paper model too (about 13 minutes on a "
+                  "2-core CPU) instead of extrapolating from its render rate")
+flags.DEFINE_string("only", "", "internal: measure this one model and print its results as JSON")
 FLAGS = flags.FLAGS
 
 
@@ -59,12 +72,36 @@ def random_rays(rng, n):
   return rays_lib.Rays(origins, directions, directions / np.linalg.norm(directions, axis=-1, keepdims=True))
 
 
-def main(argv):
-  del argv
-  if FLAGS.devices:
-    jax.config.update("jax_platforms", "cpu")
-    jax.config.update("jax_num_cpu_devices", FLAGS.devices)
-  config = blender.get_config()
+def frame_rays(size):
+  """The rays of a size x size frame from 4 units away, with the Blender scenes' field of view."""
+  focal = 0.5 * size / np.tan(0.5 * 0.6911112070083618)
+  pose = np.array([[1, 0, 0, 0], [0, 0, -1, -4.0], [0, 1, 0, 0.5]], np.float32)  # looking along +y
+  return rays_lib.image_rays(size, size, np.float32(focal), pose, xnp=np)
+
+
+def samples_per_ray(config):
+  """Field evaluations per ray, over all levels."""
+  m = config.model
+  if m.sampler == "hierarchical":
+    h = m.hierarchical
+    return h.num_coarse_samples + (h.num_coarse_samples + h.num_fine_samples if h.num_fine_samples else 0)
+  return sum(m.proposal.num_samples) + m.proposal.num_final_samples
+
+
+def describe(config):
+  m = config.model
+  if m.field == "mlp":
+    field = f"{m.mlp.depth}x{m.mlp.width} MLP"
+  else:
+    field = f"hash {m.hash.num_levels}x{m.hash.features_per_level}, 2^{m.hash.log2_table_size}"
+  if m.sampler == "hierarchical":
+    return f"{field}, {m.hierarchical.num_coarse_samples} + {m.hierarchical.num_fine_samples} samples"
+  return f"{field}, {'+'.join(map(str, m.proposal.num_samples))} proposal + {m.proposal.num_final_samples}"
+
+
+def measure(name):
+  """The figures of one model, as a dict of strings."""
+  config = MODELS[name]()
   config.train.batch_size = FLAGS.rays
   model = train_lib.build_model(config)
   optimizer = train_lib.make_optimizer(config.train)
@@ -85,31 +122,62 @@ def main(argv):
 
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
   chunk_rays = sharding.from_same_on_all(mesh, random_rays(rng, FLAGS.render_chunk))
-  render_seconds = timed(lambda: render_chunk({"params": state.params}, chunk_rays), FLAGS.steps)
+  render_rate = FLAGS.render_chunk / timed(lambda: render_chunk({"params": state.params}, chunk_rays), FLAGS.steps)
+  num_pixels = FLAGS.frame ** 2
+  if name == "fast" or FLAGS.full_frame:
+    start = time.perf_counter()
+    render.render_rays(render_chunk, {"params": state.params}, frame_rays(FLAGS.frame), FLAGS.render_chunk)
+    frame = f"{time.perf_counter() - start:.1f} s"
+  else:
+    frame = f"{num_pixels / render_rate:.0f} s (from the render rate)"
 
   peak = matmul_peak_flops()
   train_rate = FLAGS.rays / step_seconds
-  rows = [
-      ("backend", f"{jax.default_backend()} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))"),
-      ("model", f"{config.model.mlp.depth}x{config.model.mlp.width}, "
-                f"{config.model.hierarchical.num_coarse_samples} coarse + "
-                f"{config.model.hierarchical.num_fine_samples} fine samples"),
-      ("train step", f"{step_seconds * 1e3:.0f} ms for {FLAGS.rays} rays"),
-      ("train rays/s", f"{train_rate:.0f}"),
-      ("train GFLOP/s (XLA count)", f"{step_flops / step_seconds / 1e9:.0f}"),
-      ("float32 matmul peak GFLOP/s", f"{peak / 1e9:.0f}"),
-      ("fraction of matmul peak", f"{step_flops / step_seconds / peak:.2f}"),
-      ("rays/s bound by matmul peak", f"{peak / (step_flops / FLAGS.rays):.0f}"),
-      ("render rays/s", f"{FLAGS.render_chunk / render_seconds:.0f} (chunk {FLAGS.render_chunk})"),
-      ("peak host memory (RSS)", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"),
-  ]
+  rows = {
+      "model": describe(config),
+      "field samples per ray": f"{samples_per_ray(config)}",
+      "train step": f"{step_seconds * 1e3:.0f} ms for {FLAGS.rays} rays",
+      "train rays/s": f"{train_rate:.0f}",
+      "train samples/s": f"{train_rate * samples_per_ray(config) / 1e6:.2f} M",
+      "train GFLOP/s (XLA count)": f"{step_flops / step_seconds / 1e9:.0f}",
+      "fraction of float32 matmul peak": f"{step_flops / step_seconds / peak:.2f} (peak {peak / 1e9:.0f} GFLOP/s)",
+      "render rays/s": f"{render_rate:.0f} (chunk {FLAGS.render_chunk})",
+      f"one {FLAGS.frame}x{FLAGS.frame} frame": frame,
+      "peak host memory (RSS)": f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB",
+  }
   stats = jax.devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
-    rows.append(("peak device memory", f"{stats['peak_bytes_in_use'] / 2**30:.2f} GiB"))
-  width = max(len(name) for name, _ in rows)
-  print(f"| {'measure'.ljust(width)} | value |\n|{'-' * (width + 2)}|-------|")
-  for name, value in rows:
-    print(f"| {name.ljust(width)} | {value} |")
+    rows["peak device memory"] = f"{stats['peak_bytes_in_use'] / 2**30:.2f} GiB"
+  return rows
+
+
+def main(argv):
+  del argv
+  if FLAGS.devices:
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", FLAGS.devices)
+  if FLAGS.only:
+    print(json.dumps(measure(FLAGS.only)))
+    return
+  unknown = [m for m in FLAGS.models if m not in MODELS]
+  if unknown:
+    sys.exit(f"error: --models: unknown {unknown}, expected some of {sorted(MODELS)}")
+  columns = {}
+  for name in FLAGS.models:
+    args = [a for a in sys.argv[1:] if not a.startswith("--models")]
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--only={name}", *args], check=True,
+                         stdout=subprocess.PIPE, text=True).stdout
+    columns[name] = json.loads(out.strip().splitlines()[-1])
+  header = ["measure", *columns]
+  rows = [[measure] + [columns[name].get(measure, "") for name in columns]
+          for measure in dict.fromkeys(k for c in columns.values() for k in c)]
+  rows.insert(0, ["backend", *[f"{jax.default_backend()}, {jax.device_count()} device(s)"] * len(columns)])
+  widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+  line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+  print(line(header))
+  print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+  for row in rows:
+    print(line(row))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ def get_config():
   config.model.hash.log2_table_size = 17
   config.model.hash.max_resolution = 512
   config.loss.distortion_weight = 0.002
-  config.train.max_steps = 5_000
+  config.train.max_steps = 2_500
   config.train.batch_size = 1024
   config.train.lr_init = 1e-2
   config.train.lr_final = 1e-4

@@ -26,27 +26,50 @@ def level_resolutions(num_levels, min_resolution, max_resolution):
   return np.floor(min_resolution * growth ** np.arange(num_levels) + 1e-6).astype(np.int64)
 
 
-def vertex_indices(corners, resolutions, table_size):
-  """Table rows of grid vertices.
+def cell_rows(cells, resolutions, table_size):
+  """Table rows of the 8 corners of grid cells.
 
   Args:
-    corners: [..., L, 8, 3] uint32 integer vertex coordinates, each in 0 .. N_l.
+    cells: [..., L, 3] uint32 lower corners, each coordinate in 0 .. N_l - 1.
     resolutions: [L] numpy grid resolutions (static).
     table_size: rows per level, a power of two.
 
   Returns:
-    [..., L, 8] int32 rows in 0 .. table_size - 1: dense (x + y (N+1) + z (N+1)^2) where the level's vertices fit,
-    else hashed.
+    [..., L, 8] int32 rows in 0 .. table_size - 1, corners in CORNERS order: dense (x + y (N+1) + z (N+1)^2)
+    where the level's vertices fit, else hashed.
   """
   side = (resolutions + 1).astype(np.uint64)
   dense_level = side ** 3 <= table_size
-  # uint32 arithmetic wraps modulo 2^32, as the hash wants; dense rows are below table_size where they are used.
-  strides = np.stack([np.ones_like(side), side, side * side], axis=-1) % (1 << 32)  # [L, 3]
-  dense = jnp.sum(corners * jnp.asarray(strides.astype(np.uint32))[:, None, :], axis=-1)
-  primes = jnp.asarray(np.array(HASH_PRIMES, np.uint32))
-  scrambled = corners * primes
-  hashed = (scrambled[..., 0] ^ scrambled[..., 1] ^ scrambled[..., 2]) & jnp.uint32(table_size - 1)
-  return jnp.where(jnp.asarray(dense_level)[:, None], dense, hashed).astype(jnp.int32)
+  # Per level and axis, what a coordinate is multiplied by: the dense strides or the hash primes. uint32
+  # arithmetic wraps modulo 2^32, as the hash wants; dense rows stay below table_size where they are used.
+  multipliers = np.where(dense_level[:, None], np.stack([np.ones_like(side), side, side * side], axis=-1),
+                         np.array(HASH_PRIMES, np.uint64)) % (1 << 32)
+  multipliers = jnp.asarray(multipliers.astype(np.uint32))  # [L, 3]
+  # Each corner's row combines one term per axis (the lower or upper coordinate's): build the 2 x 2 x 2 combinations
+  # from the 2 x 3 terms instead of 8 x 3 corner coordinates.
+  terms = jnp.stack([cells * multipliers, (cells + 1) * multipliers], axis=-2)  # [..., L, 2, 3]
+  x, y, z = terms[..., None, None, :, 0], terms[..., None, :, None, 1], terms[..., :, None, None, 2]
+  dense = z + y + x  # [..., L, 2 (z), 2 (y), 2 (x)]
+  hashed = (z ^ y ^ x) & jnp.uint32(table_size - 1)
+  rows = jnp.where(jnp.asarray(dense_level)[:, None, None, None], dense, hashed).astype(jnp.int32)
+  return rows.reshape(*rows.shape[:-3], 8)
+
+
+def grid_cells(x, resolutions):
+  """The cell of each level that holds each point, and the point's position inside it.
+
+  Args:
+    x: [..., 3] points; coordinates are clamped to [0, 1] (the box's faces).
+    resolutions: [L] numpy grid resolutions.
+
+  Returns:
+    [..., L, 3] uint32 lower corners in 0 .. N_l - 1, and [..., L, 3] fractions in [0, 1].
+  """
+  res = jnp.asarray(resolutions, x.dtype)
+  position = jnp.clip(x, 0.0, 1.0)[..., None, :] * res[:, None]
+  # At x = 1 the point sits on the upper face of the last cell, not in a cell beyond the grid.
+  cell = jnp.minimum(jnp.floor(position), res[:, None] - 1)
+  return cell.astype(jnp.uint32), position - cell
 
 
 def hash_grid_features(tables, x, resolutions):
@@ -61,18 +84,13 @@ def hash_grid_features(tables, x, resolutions):
     [..., L * F] features, level by level.
   """
   num_levels, table_size, num_features = tables.shape
-  res = jnp.asarray(resolutions, x.dtype)
-  position = jnp.clip(x, 0.0, 1.0)[..., None, :] * res[:, None]  # [..., L, 3]
-  # The cell's lower corner; at x = 1 the point sits on the upper face of the last cell.
-  cell = jnp.minimum(jnp.floor(position), res[:, None] - 1)
-  frac = position - cell  # [..., L, 3] in [0, 1]
-  corners = cell.astype(jnp.uint32)[..., None, :] + jnp.asarray(CORNERS)  # [..., L, 8, 3]
-  rows = vertex_indices(corners, resolutions, table_size)  # [..., L, 8]
+  cell, frac = grid_cells(x, resolutions)
+  rows = cell_rows(cell, resolutions, table_size)  # [..., L, 8]
   rows = rows + (jnp.arange(num_levels, dtype=jnp.int32) * table_size)[:, None]
   values = tables.reshape(num_levels * table_size, num_features)[rows]  # [..., L, 8, F]
-  offsets = jnp.asarray(CORNERS, x.dtype)  # [8, 3]
-  weights = jnp.prod(jnp.where(offsets > 0, frac[..., None, :], 1.0 - frac[..., None, :]), axis=-1)  # [..., L, 8]
-  features = jnp.sum(weights[..., None] * values, axis=-2)  # [..., L, F]
+  per_axis = jnp.stack([1.0 - frac, frac], axis=-2)  # [..., L, 2, 3]
+  weights = (per_axis[..., :, None, None, 2] * per_axis[..., None, :, None, 1] * per_axis[..., None, None, :, 0])
+  features = jnp.einsum("...c,...cf->...f", weights.reshape(*frac.shape[:-1], 8), values)  # [..., L, F]
   return features.reshape(*x.shape[:-1], num_levels * num_features)
 
 

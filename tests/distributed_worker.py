@@ -2,6 +2,8 @@
 
   python tests/distributed_worker.py WORKDIR MAX_STEPS [COORDINATOR_ADDRESS NUM_PROCESSES PROCESS_ID]
 
+With JAXNERF_TEST_MODEL=fast in the environment it trains the fast model (tiny_fast_config) instead.
+
 Writes WORKDIR/params_<process>.npz: for each parameter (named by its path), the copies on this process's
 devices stacked [local devices, ...], to show that every replica is the same.
 """
@@ -15,13 +17,15 @@ from jaxnerf import distributed
 from jaxnerf import eval_lib
 from jaxnerf import train_lib
 from test_train_eval import tiny_config
+from test_train_eval import tiny_fast_config
 
 
 def main(workdir, max_steps, *join):
   if join:
     address, count, index = join
     distributed.initialize(address, int(count), int(index), timeout_s=120)
-  config = tiny_config(int(max_steps))
+  make_config = tiny_fast_config if os.environ.get("JAXNERF_TEST_MODEL") == "fast" else tiny_config
+  config = make_config(int(max_steps))
   config.eval.stride = 4
   state = train_lib.train_and_evaluate(config, workdir)
   copies = {jax.tree_util.keystr(path): np.stack([np.asarray(s.data) for s in leaf.addressable_shards])

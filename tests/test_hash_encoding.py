@@ -94,10 +94,10 @@ def test_points_outside_the_box_are_clamped(rng):
   tables = random_tables(rng)
   x = rng.uniform(-5, 6, size=(100, 3))
   x[:5] = [[np.inf, 0.5, 0.5], [-np.inf, 2.0, 0.1], [1e30, -1e30, 0.5], [1.0 + 1e-7, -1e-7, 0.5], [2, 2, 2]]
-  corners = hash_encoding.CORNERS
-  cell = np.minimum(np.floor(np.clip(x, 0, 1)[:, None, :] * RESOLUTIONS[:, None]), RESOLUTIONS[:, None] - 1)
-  rows = hash_encoding.vertex_indices(jnp.asarray(cell.astype(np.uint32)[..., None, :] + corners),
-                                      RESOLUTIONS, TABLE_SIZE)
+  cells, frac = hash_encoding.grid_cells(jnp.asarray(x, jnp.float32), RESOLUTIONS)
+  assert np.all(np.asarray(cells) <= RESOLUTIONS[:, None] - 1)  # the upper corner is a grid vertex
+  assert np.all((np.asarray(frac) >= 0) & (np.asarray(frac) <= 1))
+  rows = hash_encoding.cell_rows(cells, RESOLUTIONS, TABLE_SIZE)
   assert np.all((np.asarray(rows) >= 0) & (np.asarray(rows) < TABLE_SIZE))
   ours = hash_encoding.hash_grid_features(tables, jnp.asarray(x, jnp.float32), RESOLUTIONS)
   assert np.all(np.isfinite(ours))
@@ -106,15 +106,16 @@ def test_points_outside_the_box_are_clamped(rng):
 
 def test_rows_match_reference_for_dense_and_hashed_levels(rng):
   for level, n in enumerate(RESOLUTIONS):
-    corners = rng.integers(0, n + 1, size=(50, 3))
-    ours = hash_encoding.vertex_indices(jnp.asarray(corners.astype(np.uint32))[:, None, None, :],
-                                        RESOLUTIONS[level:level + 1], TABLE_SIZE)[:, 0, 0]
-    np.testing.assert_array_equal(ours, [reference_row(list(c), n, TABLE_SIZE) for c in corners])
+    cells = rng.integers(0, n, size=(50, 3))
+    ours = hash_encoding.cell_rows(jnp.asarray(cells.astype(np.uint32))[:, None, :], RESOLUTIONS[level:level + 1],
+                                   TABLE_SIZE)[:, 0]
+    expected = [[reference_row(list(c + offset), n, TABLE_SIZE) for offset in hash_encoding.CORNERS.astype(int)]
+                for c in cells]
+    np.testing.assert_array_equal(ours, expected)
   # Dense levels give every vertex its own row.
   n = RESOLUTIONS[1]
-  grid = np.stack(np.meshgrid(*[np.arange(n + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
-  rows = hash_encoding.vertex_indices(jnp.asarray(grid.astype(np.uint32))[:, None, None, :], RESOLUTIONS[1:2],
-                                      TABLE_SIZE)
+  grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).reshape(-1, 3)
+  rows = hash_encoding.cell_rows(jnp.asarray(grid.astype(np.uint32))[:, None, :], RESOLUTIONS[1:2], TABLE_SIZE)
   assert len(np.unique(np.asarray(rows))) == (n + 1) ** 3
 
 

@@ -13,6 +13,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from jaxnerf import checkpoints
@@ -23,6 +24,7 @@ from jaxnerf.data import loaders
 from conftest import REPO
 from conftest import TINY
 from test_train_eval import tiny_config
+from test_train_eval import tiny_fast_config
 
 WORKER = os.path.join(REPO, "tests", "distributed_worker.py")
 STEPS = 3
@@ -75,11 +77,12 @@ def assert_params_close(actual, expected):
     np.testing.assert_allclose(actual[name], expected[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_eight_devices_match_one_device(tmp_path):
+@pytest.mark.parametrize("model", ["classic", "fast"])
+def test_eight_devices_match_one_device(tmp_path, model):
   assert jax.device_count() == 1
   proc = launch([str(tmp_path / "eight"), str(STEPS)],
-                {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
-  config = tiny_config(STEPS)
+                {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAXNERF_TEST_MODEL": model})
+  config = (tiny_fast_config if model == "fast" else tiny_config)(STEPS)
   config.eval.stride = 4
   one_dir = str(tmp_path / "one")
   state = train_lib.train_and_evaluate(config, one_dir)

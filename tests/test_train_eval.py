@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from PIL import Image
 
 from jaxnerf import eval_lib
@@ -15,6 +16,7 @@ from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "configs"))
 import demo  # noqa: E402
+import demo_fast  # noqa: E402
 
 
 def tiny_config(max_steps):
@@ -35,6 +37,21 @@ def tiny_config(max_steps):
   return config
 
 
+def tiny_fast_config(max_steps):
+  """demo_fast with small hash grids and few samples: seconds-long runs of the fast model."""
+  config = demo_fast.get_config()
+  config.model.hash.num_levels, config.model.hash.log2_table_size, config.model.hash.max_resolution = 4, 10, 64
+  config.model.proposal.num_levels, config.model.proposal.log2_table_size = 2, 8
+  config.model.proposal.num_samples, config.model.proposal.num_final_samples = (8,), 8
+  config.train.batch_size = 128
+  config.train.max_steps = max_steps
+  config.train.checkpoint_every = 3
+  config.train.log_every = 2
+  config.train.val_every = 3
+  config.eval.chunk = 2048
+  return config
+
+
 def test_learning_rate_schedule_closed_form():
   config = demo.get_config().train
   config.lr_init, config.lr_final, config.max_steps = 1e-3, 1e-5, 100
@@ -48,8 +65,9 @@ def test_learning_rate_schedule_closed_form():
                              rtol=1e-5)
 
 
-def test_train_resume_and_evaluate(tmp_path):
-  config = tiny_config(max_steps=6)
+@pytest.mark.parametrize("make_config", [tiny_config, tiny_fast_config], ids=["classic", "fast"])
+def test_train_resume_and_evaluate(tmp_path, make_config):
+  config = make_config(max_steps=6)
   straight_dir = str(tmp_path / "straight")
   straight = train_lib.train_and_evaluate(config, straight_dir)
   assert int(straight.step) == 6

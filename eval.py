@@ -1,4 +1,4 @@
-"""Evaluate the latest checkpoint of a run: render the test views, write PNGs and eval/metrics.json (PSNR, SSIM).
+"""Evaluate the latest checkpoint of a run: render the test views, write PNGs and eval/metrics.json (PSNR, SSIM, LPIPS).
 
   python eval.py                                    # the demo run in runs/demo
   python eval.py --config=configs/blender.py --config.data.data_dir=PATH/lego --workdir=runs/lego
@@ -21,7 +21,8 @@ def main(argv):
   cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(eval_lib.evaluate, FLAGS.config, cli.workdir(FLAGS))
   if train_lib.is_lead_process():
-    print(f"step {result['step']}: mean PSNR {result['psnr']:.2f} dB, mean SSIM {result['ssim']:.4f} "
+    lpips_text = f", mean LPIPS ({result['lpips_net']}) {result['lpips']:.4f}" if "lpips" in result else ""
+    print(f"step {result['step']}: mean PSNR {result['psnr']:.2f} dB, mean SSIM {result['ssim']:.4f}{lpips_text} "
           f"over {len(result['per_image'])} {result['split']} views")
 
 

@@ -8,6 +8,7 @@ from PIL import Image
 
 from jaxnerf import checkpoints
 from jaxnerf import config as config_lib
+from jaxnerf import lpips as lpips_lib
 from jaxnerf import metrics as metrics_lib
 from jaxnerf import render
 from jaxnerf import train_lib
@@ -44,6 +45,10 @@ def evaluate(config, workdir):
   config_lib.validate(config, jax.device_count())
   views = loaders.load_views(config, config.eval.split, stride=config.eval.stride)
   config = loaders.with_scene_bounds(config, views)
+  lpips_of = None
+  if config.eval.lpips_net:  # before rendering: missing weights or too small images fail at once
+    lpips_lib.check_image_size(config.eval.lpips_net, *views.images[0].shape[:2])
+    lpips_of = lpips_lib.make_lpips(config.eval.lpips_net)
   model, state = restore_trained(config, workdir)
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
   variables = {"params": state.params}
@@ -58,6 +63,8 @@ def evaluate(config, workdir):
     ssim = float(metrics_lib.ssim(out["rgb"], target))
     render_path = os.path.join("eval", name + ".png")
     per_image.append({"file": name, "render": render_path, "psnr": psnr, "ssim": ssim})
+    if lpips_of:
+      per_image[-1]["lpips"] = lpips_of(out["rgb"], target)
     if not lead:
       continue
     os.makedirs(os.path.dirname(os.path.join(workdir, render_path)), exist_ok=True)
@@ -65,13 +72,16 @@ def evaluate(config, workdir):
     if config.eval.write_depth:
       depth = render.depth_to_image(out["depth"], out["acc"], config.data.near, config.data.far)
       Image.fromarray(depth).save(os.path.join(workdir, "eval", name + "_depth.png"))
-    print(f"{name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}", flush=True)
+    lpips_text = f", LPIPS {per_image[-1]['lpips']:.4f}" if lpips_of else ""
+    print(f"{name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}{lpips_text}", flush=True)
 
   result = {
       "step": int(state.step),
       "split": config.eval.split,
       "psnr": float(np.mean([r["psnr"] for r in per_image])),
       "ssim": float(np.mean([r["ssim"] for r in per_image])),
+      **({"lpips": float(np.mean([r["lpips"] for r in per_image])), "lpips_net": config.eval.lpips_net}
+         if lpips_of else {}),
       "background": "white" if config.data.white_background else "black",
       "per_image": per_image,
   }

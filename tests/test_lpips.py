@@ -1,14 +1,20 @@
+import hashlib
 import importlib.util
+import json
 import os
 import pickle
+import subprocess
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from jaxnerf import eval_lib
 from jaxnerf import lpips
+from jaxnerf import train_lib
 from jaxnerf.errors import ConfigError
+from conftest import TINY
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
@@ -174,3 +180,67 @@ def test_user_errors(weights, monkeypatch, tmp_path):
   monkeypatch.setattr(lpips, "WEIGHTS_DIR", str(tmp_path))
   with pytest.raises(ConfigError, match=r"missing; run `python scripts/convert_lpips_weights.py`"):
     lpips.load_weights("alex")
+
+
+def tiny_config(*overrides):
+  """configs/demo.py with conftest.TINY and `overrides` ("group.field=value") applied."""
+  sys.path.insert(0, os.path.join(REPO, "configs"))
+  import demo
+  config = demo.get_config()
+  for arg in [*TINY, *(f"--config.{o}" for o in overrides)]:
+    path, value = arg[len("--config."):].split("=")
+    *groups, field = path.split(".")
+    node = config
+    for group in groups:
+      node = node[group]
+    node[field] = type(node[field])(value)
+  return config
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("lpips_eval") / "run")
+  train_lib.train_and_evaluate(tiny_config(), workdir)
+  return workdir
+
+
+def test_evaluate_writes_lpips(weights, trained_run):
+  del weights
+  result = eval_lib.evaluate(tiny_config("eval.stride=4"), trained_run)
+  written = json.load(open(os.path.join(trained_run, "eval", "metrics.json")))
+  assert written == json.loads(json.dumps(result))
+  assert written["lpips_net"] == "alex"
+  np.testing.assert_allclose(written["lpips"], np.mean([r["lpips"] for r in written["per_image"]]))
+  lpips_of = lpips.make_lpips("alex")
+  for entry in written["per_image"]:
+    png = np.asarray(Image.open(os.path.join(trained_run, entry["render"])), np.float64) / 255
+    # The PNG is the render rounded to 8 bits, which moves LPIPS by far less than an untrained model's distance.
+    assert entry["lpips"] > 0.05
+    assert abs(lpips_of(png, demo_image(entry["file"].split("/")[-1])) - entry["lpips"]) < 0.01 * entry["lpips"]
+
+  skipped = eval_lib.evaluate(tiny_config("eval.stride=4", "eval.lpips_net="), trained_run)
+  assert "lpips" not in skipped and all("lpips" not in r for r in skipped["per_image"])
+
+
+def snapshot(directory):
+  result = {}
+  for dirpath, _, files in os.walk(directory):
+    for name in files:
+      with open(os.path.join(dirpath, name), "rb") as f:
+        result[os.path.join(dirpath, name)] = hashlib.sha256(f.read()).hexdigest()
+  return result
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["--config.eval.lpips_net=squeeze"], "config.eval.lpips_net: expected 'alex', 'vgg' or '' (no LPIPS), got"),
+    (["--config.data.factor=4"], "config.eval.lpips_net='alex': LPIPS with this network needs images of at least "
+                                 "31x31 pixels, got 25x25"),
+])
+def test_eval_cli_user_errors(trained_run, overrides, expected):
+  before = snapshot(trained_run)
+  cmd = [sys.executable, os.path.join(REPO, "eval.py"), f"--workdir={trained_run}", *TINY, *overrides]
+  result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2, result.stderr[-3000:]
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: ") and expected in last, last
+  assert snapshot(trained_run) == before

@@ -59,6 +59,9 @@ def base_config():
   config.model.mlp.direction_min_deg = 0
   config.model.mlp.direction_max_deg = 4
   config.model.mlp.density_activation = "relu"
+  config.model.mlp.activation = "relu"  # hidden layers of the trunk: "relu" or "siren" (sin(w0 x), SIREN's init)
+  config.model.mlp.color_activation = "relu"  # the colour branch's hidden layer: "relu" or "siren"
+  config.model.mlp.siren_w0 = 30.0  # w0 of SIREN layers
 
   config.model.hash = ml_collections.ConfigDict()
   config.model.hash.num_levels = 16
@@ -138,6 +141,7 @@ def validate(config, device_count):
       (all(n >= 2 for n in (*m.proposal.num_samples, m.proposal.num_final_samples)),
        "model.proposal.num_samples/num_final_samples", "at least 2 intervals per level"),
       (m.mlp.depth > 0 and m.mlp.width > 0, "model.mlp.depth/width", "positive sizes"),
+      (m.mlp.siren_w0 > 0, "model.mlp.siren_w0", f"a positive frequency, got {m.mlp.siren_w0}"),
       (len(d.scene_box) == 6 and all(d.scene_box[i] < d.scene_box[i + 3] for i in range(3)), "data.scene_box",
        f"(min_x, min_y, min_z, max_x, max_y, max_z) with each min below its max, got {d.scene_box}"),
       (d.factor >= 1, "data.factor", f"an integer >= 1, got {d.factor}"),

@@ -3,7 +3,8 @@
 Every field maps `(points [..., num_samples, 3], viewdirs [..., 3] or None)` to `(rgb [..., num_samples, 3] or
 None, raw_density [..., num_samples])` and names the activation that turns raw density into density
 (`density_activation`), so that the renderer can add noise to the raw value first. A field is an encoder and one
-or two MLPs; the MLPs' activation and initialiser are fields of the modules.
+or two MLPs; the MLPs' activation and initialiser are fields of the modules, and the paper's MLP can use SIREN's
+sine layers instead of ReLU layers in its trunk, its colour branch or both.
 """
 from typing import Callable, Tuple
 
@@ -32,6 +33,16 @@ def _trunc_exp_jvp(primals, tangents):
 DENSITY_ACTIVATIONS = {"relu": nn.relu, "softplus": nn.softplus, "trunc_exp": trunc_exp}
 
 
+def siren_init(w0, first_layer, fan_in):
+  """SIREN's initialiser (Sitzmann et al. 2020) of the kernel and bias of a layer sin(w0 (x W + b)) with `fan_in`
+  inputs n: uniform in (-1/n, 1/n) for the first layer (the one that sees the coordinates), else uniform in
+  (-sqrt(6/n)/w0, sqrt(6/n)/w0), which keeps the pre-activations w0 (x W + b) of a sine network about standard
+  normal at every depth. Biases are drawn alike (SIREN's reference code keeps PyTorch's default U(+-1/sqrt(n)) for
+  them, which adds about w0^2 / (3 n) to the pre-activations' variance)."""
+  bound = 1.0 / fan_in if first_layer else (6.0 / fan_in) ** 0.5 / w0
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
 def _rows(x):
   """[..., d] -> [rows, d]: XLA's CPU backend computes weight gradients of higher-rank dot products about 1.5x
   slower than of 2-D ones."""
@@ -41,7 +52,13 @@ def _rows(x):
 class NeRFMLP(nn.Module):
   """The NeRF paper's field: positional encoding, then `depth` layers of `width` units with the encoded position
   concatenated back in after layer `skip_layer`; a density head on the trunk; a colour branch that takes a linear
-  bottleneck of the trunk with the encoded view direction through one layer of `view_width` units."""
+  bottleneck of the trunk with the encoded view direction through one layer of `view_width` units.
+
+  With `siren_trunk` the trunk's hidden layers, with `siren_color` the colour branch's hidden layer, are SIREN
+  layers sin(w0 (x W + b)) with SIREN's initialisation (`siren_w0` is w0; the trunk's first layer is SIREN's first
+  layer, the others are later layers); linear layers (heads, bottleneck) keep `kernel_init`. Position degrees
+  (0, 0) feed the raw coordinates, as SIREN does.
+  """
   depth: int = 8
   width: int = 256
   skip_layer: int = 4
@@ -52,6 +69,9 @@ class NeRFMLP(nn.Module):
   activation: Callable = nn.relu
   kernel_init: Initializer = nn.initializers.glorot_uniform()
   density_activation: Callable = nn.relu
+  siren_trunk: bool = False
+  siren_color: bool = False
+  siren_w0: float = 30.0
 
   @nn.compact
   def __call__(self, points, viewdirs):
@@ -62,7 +82,7 @@ class NeRFMLP(nn.Module):
     x = _rows(encoding.positional_encoding(points, *self.position_degrees))
     h = x
     for i in range(self.depth):
-      h = self.activation(dense(self.width)(h))
+      h = self._hidden(h, self.width, self.siren_trunk, first_layer=i == 0)
       if i + 1 == self.skip_layer and i + 1 < self.depth:
         h = jnp.concatenate([h, x], axis=-1)
     raw_density = dense(1)(h)[..., 0]
@@ -70,11 +90,27 @@ class NeRFMLP(nn.Module):
       # The colour layer sees [bottleneck, encoded view]; its view half is the same for all samples of a
       # ray, so it is applied once per ray and broadcast (the same function, fewer FLOPs).
       view = _rows(encoding.positional_encoding(viewdirs, *self.direction_degrees))
-      per_sample = dense(self.view_width)(dense(self.width)(h))
-      per_ray = dense(self.view_width, use_bias=False)(view)
-      h = self.activation(_add_per_ray(per_sample, per_ray))
+      bottleneck = dense(self.width)(h)
+      if self.siren_color:
+        fan_in = bottleneck.shape[-1] + view.shape[-1]
+        init = siren_init(self.siren_w0, False, fan_in)
+        sine_dense = lambda features, use_bias=True: nn.Dense(features, use_bias=use_bias, kernel_init=init,
+                                                              bias_init=init)
+        pre = _add_per_ray(sine_dense(self.view_width)(bottleneck), sine_dense(self.view_width, False)(view))
+        h = jnp.sin(self.siren_w0 * pre)
+      else:
+        h = self.activation(_add_per_ray(dense(self.view_width)(bottleneck),
+                                         dense(self.view_width, use_bias=False)(view)))
     rgb = nn.sigmoid(dense(3)(h)).reshape(*batch_shape, 3)
     return rgb, raw_density.reshape(batch_shape)
+
+  def _hidden(self, h, features, siren, first_layer):
+    """One hidden layer of the trunk: [rows, fan_in] -> [rows, features]."""
+    if not siren:
+      return self.activation(nn.Dense(features, kernel_init=self.kernel_init)(h))
+    init = siren_init(self.siren_w0, first_layer, h.shape[-1])
+    layer = nn.Dense(features, kernel_init=init, bias_init=init)
+    return jnp.sin(self.siren_w0 * layer(h))
 
 
 def _add_per_ray(per_sample, per_ray):

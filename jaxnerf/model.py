@@ -76,7 +76,16 @@ def mlp_field(config):
       depth=m.depth, width=m.width, skip_layer=m.skip_layer, view_width=m.view_width,
       position_degrees=(m.position_min_deg, m.position_max_deg),
       direction_degrees=(m.direction_min_deg, m.direction_max_deg), use_viewdirs=m.use_viewdirs,
-      density_activation=_density_activation(m.density_activation, "model.mlp.density_activation"))
+      density_activation=_density_activation(m.density_activation, "model.mlp.density_activation"),
+      siren_trunk=_is_siren(m.activation, "model.mlp.activation"),
+      siren_color=_is_siren(m.color_activation, "model.mlp.color_activation"), siren_w0=m.siren_w0)
+
+
+def _is_siren(name, field_name):
+  """Whether an MLP activation setting ("relu" or "siren") names SIREN's sine layers."""
+  if name not in ("relu", "siren"):
+    raise ConfigError(f"config.{field_name}: expected 'relu' or 'siren', got {name!r}")
+  return name == "siren"
 
 
 def hash_field(config):

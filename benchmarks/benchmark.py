@@ -1,9 +1,10 @@
 """Throughput and memory of the NeRF paper model and the fast model on this machine (a benchmark, not a test).
 
-  python benchmarks/benchmark.py [--models=classic,fast] [--rays=1024] [--steps=5] [--devices=8]
+  python benchmarks/benchmark.py [--models=classic,classic_bf16,fast] [--rays=1024] [--steps=5] [--devices=8]
 
 Prints one table with a column per model: configs/blender.py (the paper's 8x256 MLPs, 64 coarse + 128 fine
-samples) and configs/blender_fast.py (hash grid, proposal sampling). Rows: train-step time, rays/s and field
+samples) in float32 and with bfloat16 matmuls (model.compute_dtype), and configs/blender_fast.py (hash grid,
+proposal sampling). Rows: train-step time, rays/s and field
 samples/s at --rays rays per step, the FLOP rate XLA counts for the step and its fraction of the measured float32
 matmul peak, render rays/s, the time of one 800x800 frame (rendered in full for the fast model, extrapolated from
 the render rate for the paper model unless --full_frame), and peak memory (host RSS on CPU; device peak where
@@ -35,9 +36,16 @@ from jaxnerf import render  # noqa: E402
 from jaxnerf import sharding  # noqa: E402
 from jaxnerf import train_lib  # noqa: E402
 
-MODELS = {"classic": blender.get_config, "fast": blender_fast.get_config}
 
-flags.DEFINE_list("models", ["classic", "fast"], f"models to measure, of {sorted(MODELS)}")
+def blender_bf16():
+  config = blender.get_config()
+  config.model.compute_dtype = "bfloat16"
+  return config
+
+
+MODELS = {"classic": blender.get_config, "classic_bf16": blender_bf16, "fast": blender_fast.get_config}
+
+flags.DEFINE_list("models", ["classic", "classic_bf16", "fast"], f"models to measure, of {sorted(MODELS)}")
 flags.DEFINE_integer("rays", 1024, "rays per train step")
 flags.DEFINE_integer("render_chunk", 8192, "rays per render call")
 flags.DEFINE_integer("steps", 5, "timed repetitions")
@@ -94,6 +102,8 @@ def describe(config):
     field = f"{m.mlp.depth}x{m.mlp.width} MLP"
   else:
     field = f"hash {m.hash.num_levels}x{m.hash.features_per_level}, 2^{m.hash.log2_table_size}"
+  if m.compute_dtype != "float32":
+    field = f"{field} ({m.compute_dtype} matmuls)"
   if m.sampler == "hierarchical":
     return f"{field}, {m.hierarchical.num_coarse_samples} + {m.hierarchical.num_fine_samples} samples"
   return f"{field}, {'+'.join(map(str, m.proposal.num_samples))} proposal + {m.proposal.num_final_samples}"

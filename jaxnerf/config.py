@@ -32,6 +32,7 @@ def base_config():
   config.model.sampler = "hierarchical"  # "hierarchical" (NeRF: coarse + fine) or "proposal" (mip-NeRF 360)
   config.model.field = "mlp"  # the field with colour: "mlp" (NeRF) or "hash" (Instant-NGP)
   config.model.density_noise = 0.0  # std of noise added to raw density while training
+  config.model.compute_dtype = "float32"  # "bfloat16": MLP matmuls in bfloat16, float32 accumulation and params
 
   config.model.hierarchical = ml_collections.ConfigDict()
   config.model.hierarchical.num_coarse_samples = 64

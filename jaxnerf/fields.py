@@ -4,9 +4,11 @@ Every field maps `(points [..., num_samples, 3], viewdirs [..., 3] or None)` to 
 None, raw_density [..., num_samples])` and names the activation that turns raw density into density
 (`density_activation`), so that the renderer can add noise to the raw value first. A field is an encoder and one
 or two MLPs; the MLPs' activation and initialiser are fields of the modules, and the paper's MLP can use SIREN's
-sine layers instead of ReLU layers in its trunk, its colour branch or both.
+sine layers instead of ReLU layers in its trunk, its colour branch or both. `compute_dtype` bfloat16 rounds the
+MLPs' matmul inputs to bfloat16 (float32 accumulation); parameters, encodings and outputs stay float32.
 """
-from typing import Callable, Tuple
+import functools
+from typing import Any, Callable, Tuple
 
 import flax.linen as nn
 import jax
@@ -43,6 +45,51 @@ def siren_init(w0, first_layer, fan_in):
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _rounded_matmul(x, w, dtype):
+  return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def _rounded_matmul_fwd(x, w, dtype):
+  x, w = x.astype(dtype), w.astype(dtype)
+  return jnp.dot(x, w, preferred_element_type=jnp.float32), (x, w)
+
+
+def _rounded_matmul_bwd(dtype, residuals, g):
+  # The backward matmuls round the cotangent too, so all three run in `dtype`; the gradients come back in
+  # float32, not rounded to `dtype` as the transpose of a cast would leave them.
+  x, w = residuals
+  g = g.astype(dtype)
+  return (jnp.dot(g, w.T, preferred_element_type=jnp.float32), jnp.dot(x.T, g, preferred_element_type=jnp.float32))
+
+
+_rounded_matmul.defvjp(_rounded_matmul_fwd, _rounded_matmul_bwd)
+
+
+def matmul_in(compute_dtype):
+  """A dot_general for flax.linen.Dense whose [rows, k] x [k, n] matmuls take float32 arrays, round them (and, in
+  the backward pass, the output's cotangent) to `compute_dtype` and accumulate in float32; None (flax's own
+  float32 matmul) for float32."""
+  dtype = jnp.dtype(compute_dtype)
+  if dtype == jnp.float32:
+    return None
+
+  def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    del precision, preferred_element_type
+    if lhs.ndim != 2 or dimension_numbers != (((1,), (0,)), ((), ())):
+      raise ValueError(f"matmul_in: expected a [rows, k] x [k, n] matmul, got shapes {lhs.shape}, {rhs.shape}")
+    return _rounded_matmul(lhs, rhs, dtype)
+
+  return dot_general
+
+
+def _dense_maker(kernel_init, compute_dtype):
+  """nn.Dense(features, use_bias, kernel_init, bias_init) with the field's defaults and matmul precision."""
+  dot_general = matmul_in(compute_dtype)
+  return lambda features, use_bias=True, kernel_init=kernel_init, bias_init=nn.initializers.zeros_init(): nn.Dense(
+      features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init, dot_general=dot_general)
+
+
 def _rows(x):
   """[..., d] -> [rows, d]: XLA's CPU backend computes weight gradients of higher-rank dot products about 1.5x
   slower than of 2-D ones."""
@@ -72,12 +119,13 @@ class NeRFMLP(nn.Module):
   siren_trunk: bool = False
   siren_color: bool = False
   siren_w0: float = 30.0
+  compute_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, points, viewdirs):
     """points: [..., num_samples, 3]; viewdirs: [..., 3] unit directions. Returns rgb [..., num_samples, 3] in
     (0, 1) and raw density [..., num_samples]."""
-    dense = lambda features, use_bias=True: nn.Dense(features, use_bias=use_bias, kernel_init=self.kernel_init)
+    dense = _dense_maker(self.kernel_init, self.compute_dtype)
     batch_shape = points.shape[:-1]
     x = _rows(encoding.positional_encoding(points, *self.position_degrees))
     h = x
@@ -94,9 +142,8 @@ class NeRFMLP(nn.Module):
       if self.siren_color:
         fan_in = bottleneck.shape[-1] + view.shape[-1]
         init = siren_init(self.siren_w0, False, fan_in)
-        sine_dense = lambda features, use_bias=True: nn.Dense(features, use_bias=use_bias, kernel_init=init,
-                                                              bias_init=init)
-        pre = _add_per_ray(sine_dense(self.view_width)(bottleneck), sine_dense(self.view_width, False)(view))
+        pre = _add_per_ray(dense(self.view_width, kernel_init=init, bias_init=init)(bottleneck),
+                           dense(self.view_width, use_bias=False, kernel_init=init)(view))
         h = jnp.sin(self.siren_w0 * pre)
       else:
         h = self.activation(_add_per_ray(dense(self.view_width)(bottleneck),
@@ -106,11 +153,11 @@ class NeRFMLP(nn.Module):
 
   def _hidden(self, h, features, siren, first_layer):
     """One hidden layer of the trunk: [rows, fan_in] -> [rows, features]."""
+    dense = _dense_maker(self.kernel_init, self.compute_dtype)
     if not siren:
-      return self.activation(nn.Dense(features, kernel_init=self.kernel_init)(h))
+      return self.activation(dense(features)(h))
     init = siren_init(self.siren_w0, first_layer, h.shape[-1])
-    layer = nn.Dense(features, kernel_init=init, bias_init=init)
-    return jnp.sin(self.siren_w0 * layer(h))
+    return jnp.sin(self.siren_w0 * dense(features, kernel_init=init, bias_init=init)(h))
 
 
 def _add_per_ray(per_sample, per_ray):
@@ -152,12 +199,13 @@ class HashField(nn.Module):
   activation: Callable = nn.relu
   kernel_init: Initializer = nn.initializers.glorot_uniform()
   density_activation: Callable = trunc_exp
+  compute_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, points, viewdirs):
     """points: [..., num_samples, 3]; viewdirs: [..., 3] unit directions. Returns rgb [..., num_samples, 3] in
     (0, 1) and raw density [..., num_samples]."""
-    dense = lambda features, use_bias=True: nn.Dense(features, use_bias=use_bias, kernel_init=self.kernel_init)
+    dense = _dense_maker(self.kernel_init, self.compute_dtype)
     batch_shape = points.shape[:-1]
     x, inside = box_coordinates(points, self.scene_box)
     h = self.activation(dense(self.density_width)(self.encoding(_rows(x))))
@@ -180,11 +228,13 @@ class HashDensityField(nn.Module):
   activation: Callable = nn.relu
   kernel_init: Initializer = nn.initializers.glorot_uniform()
   density_activation: Callable = trunc_exp
+  compute_dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, points, viewdirs):
     del viewdirs
+    dense = _dense_maker(self.kernel_init, self.compute_dtype)
     x, inside = box_coordinates(points, self.scene_box)
-    h = self.activation(nn.Dense(self.width, kernel_init=self.kernel_init)(self.encoding(_rows(x))))
-    raw_density = nn.Dense(1, kernel_init=self.kernel_init)(h)[:, 0]
+    h = self.activation(dense(self.width)(self.encoding(_rows(x))))
+    raw_density = dense(1)(h)[:, 0]
     return None, jnp.where(inside.reshape(-1), raw_density, EMPTY_RAW_DENSITY).reshape(points.shape[:-1])

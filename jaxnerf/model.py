@@ -78,7 +78,8 @@ def mlp_field(config):
       direction_degrees=(m.direction_min_deg, m.direction_max_deg), use_viewdirs=m.use_viewdirs,
       density_activation=_density_activation(m.density_activation, "model.mlp.density_activation"),
       siren_trunk=_is_siren(m.activation, "model.mlp.activation"),
-      siren_color=_is_siren(m.color_activation, "model.mlp.color_activation"), siren_w0=m.siren_w0)
+      siren_color=_is_siren(m.color_activation, "model.mlp.color_activation"), siren_w0=m.siren_w0,
+      compute_dtype=compute_dtype(config))
 
 
 def _is_siren(name, field_name):
@@ -95,7 +96,8 @@ def hash_field(config):
                                           h.max_resolution),
       scene_box=tuple(config.data.scene_box), density_width=h.density_width, geo_features=h.geo_features,
       color_width=h.color_width, color_depth=h.color_depth, sh_degree=h.sh_degree,
-      density_activation=_density_activation(h.density_activation, "model.hash.density_activation"))
+      density_activation=_density_activation(h.density_activation, "model.hash.density_activation"),
+      compute_dtype=compute_dtype(config))
 
 
 def proposal_field(config):
@@ -103,11 +105,19 @@ def proposal_field(config):
   return fields.HashDensityField(
       encoding=hash_encoding.HashEncoding(p.num_levels, p.features_per_level, p.log2_table_size, p.min_resolution,
                                           p.max_resolution),
-      scene_box=tuple(config.data.scene_box), width=p.width)
+      scene_box=tuple(config.data.scene_box), width=p.width, compute_dtype=compute_dtype(config))
 
 
 # config.model.field -> a function config -> field module.
 FIELDS = {"mlp": mlp_field, "hash": hash_field}
+
+
+def compute_dtype(config):
+  """The fields' matmul input dtype, config.model.compute_dtype."""
+  name = config.model.compute_dtype
+  if name not in ("float32", "bfloat16"):
+    raise ConfigError(f"config.model.compute_dtype: expected 'float32' or 'bfloat16', got {name!r}")
+  return jnp.dtype(name)
 
 
 def _density_activation(name, field_name):

@@ -1,6 +1,13 @@
-"""What train.py and eval.py share: flags, the default workdir, and turning user mistakes into one line."""
+"""What train.py, eval.py and render.py share: flags, the default workdir, and turning user mistakes, Ctrl-C and a
+failed process of a multi-process job into one line."""
+# Ctrl-C from here on prints one line instead of a traceback, even while the imports below (JAX's) are running.
+from jaxnerf import interrupts
+
+interrupts.install(lambda: "stopped before anything was written")
+
 import os
 import sys
+import traceback
 
 from absl import flags
 from absl import logging
@@ -43,14 +50,22 @@ def define_distributed_flags():
 
 def join_distributed(flag_values):
   """Join the multi-process run the flags describe, if any; call before anything else uses JAX."""
+  run_dir = workdir(flag_values)
+  interrupts.install(lambda: f"stopped; {distributed.last_checkpoint_note(run_dir)}; run the same command to "
+                     "continue")
+  interrupts.before_exit(distributed.report_failure)
   run_reporting_user_errors(
       distributed.initialize, flag_values.coordinator_address, flag_values.num_processes, flag_values.process_id,
-      flag_values.distributed, flag_values.distributed_timeout)
+      flag_values.distributed, flag_values.distributed_timeout, workdir=run_dir)
 
 
 def fail(message):
-  """End the program with one line on stderr and exit code 2."""
-  print(f"error: {message}", file=sys.stderr)
+  """End the program with one line on stderr and exit code 2 (in a multi-process job, telling the others)."""
+  line = f"error: {message}"
+  print(line, file=sys.stderr, flush=True)
+  if distributed.running():
+    distributed.report_failure(line)
+    os._exit(2)  # JAX's exit handler would wait for the other processes
   sys.exit(2)
 
 
@@ -83,10 +98,22 @@ def workdir(flag_values):
   return os.path.join("runs", name)
 
 
-def run_reporting_user_errors(fn, *args):
+def run_reporting_user_errors(fn, *args, **kwargs):
   """Call fn; a mistake in the user's data, config or workdir, or a diverged run, ends the program with one line
-  and exit code 2."""
+  and exit code 2; Ctrl-C after training saved, with its line and exit code 130; another process of the job
+  failing, with one line and exit code 3."""
   try:
-    return fn(*args)
+    return fn(*args, **kwargs)
+  except interrupts.Interrupted as e:
+    print(str(e), file=sys.stderr, flush=True)
+    sys.exit(interrupts.EXIT_CODE)
   except (UserError, TrainingDivergedError) as e:
     fail(str(e))
+  except Exception as e:
+    if not distributed.running():
+      raise
+    distributed.stop_if_another_process_failed(e)
+    # This process's own failure: show it, and tell the others, which would wait for it.
+    traceback.print_exc()
+    distributed.report_failure(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    os._exit(1)

@@ -1,4 +1,5 @@
 """Evaluation: render the test views from the latest checkpoint, write PNGs and metrics.json."""
+import contextlib
 import json
 import os
 
@@ -8,6 +9,7 @@ from PIL import Image
 
 from jaxnerf import checkpoints
 from jaxnerf import config as config_lib
+from jaxnerf import interrupts
 from jaxnerf import lpips as lpips_lib
 from jaxnerf import metrics as metrics_lib
 from jaxnerf import render
@@ -68,10 +70,10 @@ def evaluate(config, workdir):
     if not lead:
       continue
     os.makedirs(os.path.dirname(os.path.join(workdir, render_path)), exist_ok=True)
-    Image.fromarray(render.to_uint8(out["rgb"])).save(os.path.join(workdir, render_path))
+    save_png(render.to_uint8(out["rgb"]), os.path.join(workdir, render_path))
     if config.eval.write_depth:
       depth = render.depth_to_image(out["depth"], out["acc"], config.data.near, config.data.far)
-      Image.fromarray(depth).save(os.path.join(workdir, "eval", name + "_depth.png"))
+      save_png(depth, os.path.join(workdir, "eval", name + "_depth.png"))
     lpips_text = f", LPIPS {per_image[-1]['lpips']:.4f}" if lpips_of else ""
     print(f"{name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}{lpips_text}", flush=True)
 
@@ -86,6 +88,29 @@ def evaluate(config, workdir):
       "per_image": per_image,
   }
   if lead:
-    with open(os.path.join(eval_dir, "metrics.json"), "w") as f:
-      json.dump(result, f, indent=2)
+    with written_in_place(os.path.join(eval_dir, "metrics.json")) as partial:
+      with open(partial, "w") as f:
+        json.dump(result, f, indent=2)
   return result
+
+
+@contextlib.contextmanager
+def written_in_place(path):
+  """Yield a temporary name beside `path` (same extension) to write the file under; it is renamed to `path` when
+  the block ends without an error, and removed otherwise or on Ctrl-C: `path` is complete or untouched."""
+  stem, extension = os.path.splitext(path)
+  partial = f"{stem}.partial{extension}"
+  with interrupts.partial_file(partial):
+    try:
+      yield partial
+    except BaseException:
+      with contextlib.suppress(OSError):
+        os.remove(partial)
+      raise
+    os.replace(partial, path)
+
+
+def save_png(image, path):
+  """Write a uint8 image array as a PNG; the file is complete or absent (see written_in_place)."""
+  with written_in_place(path) as partial:
+    Image.fromarray(image).save(partial, format="PNG")

@@ -4,6 +4,7 @@ Data parallel over every device of every process (see sharding.py): each process
 global batch, the state is replicated, and every process runs the same loop; only process 0 writes the config,
 TensorBoard and the progress bar, while all processes take part in checkpoints (orbax) and renders.
 """
+import contextlib
 import functools
 import json
 import os
@@ -24,6 +25,7 @@ from tensorboardX import SummaryWriter
 
 from jaxnerf import checkpoints
 from jaxnerf import config as config_lib
+from jaxnerf import interrupts
 from jaxnerf import losses as losses_lib
 from jaxnerf import metrics as metrics_lib
 from jaxnerf import model as model_lib
@@ -189,19 +191,25 @@ def write_config(config, workdir):
 
 
 class StopRequest:
-  """SIGTERM (a preemption notice): the loop saves a checkpoint and returns.
+  """SIGTERM (a preemption notice) or Ctrl-C (SIGINT): the loop saves a checkpoint and stops.
 
-  With several processes, JAX's preemption service catches the signal on any of them and picks one step at
-  which all stop together (they must, since saving is collective); alone, a Python handler sets a flag.
+  With several processes, JAX's preemption service catches SIGTERM on any of them and picks one step at which all
+  stop together (they must, since saving is collective), and Ctrl-C on one of them raises SIGTERM there; alone, a
+  Python handler sets a flag. A second Ctrl-C ends the process at once (see interrupts.py): a save it cuts short
+  leaves only orbax's temporary folder, which the next start removes.
   """
 
   def __init__(self):
     self.requested = False
+    self.interrupted = False  # by Ctrl-C, rather than SIGTERM
 
   def __enter__(self):
     self._previous = None
-    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    self._exit_stack = contextlib.ExitStack()
+    if threading.current_thread() is threading.main_thread():
+      if jax.process_count() == 1:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._exit_stack.enter_context(interrupts.graceful(self._handle_interrupt))
     return self
 
   def at(self, step):
@@ -210,11 +218,25 @@ class StopRequest:
       return multihost_utils.reached_preemption_sync_point(step)
     return self.requested
 
+  def message(self, step, workdir):
+    reason = "interrupted (Ctrl-C)" if self.interrupted else "SIGTERM"
+    return f"{reason}: saved a checkpoint at step {step} in {workdir}; run the same command to resume"
+
   def _handle(self, signum, frame):
     del signum, frame
     self.requested = True
 
+  def _handle_interrupt(self):
+    if self.interrupted:
+      return False  # the second Ctrl-C: do not wait for the save
+    self.interrupted = True
+    if jax.process_count() > 1:
+      os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption service, which stops every process together
+    self.requested = True
+    return True
+
   def __exit__(self, *exc):
+    self._exit_stack.close()
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
 
@@ -287,9 +309,11 @@ def train_and_evaluate(config, workdir):
       if done % config.train.checkpoint_every == 0 or done == config.train.max_steps or stopping:
         checkpoints.save(mngr, done, state)
       if stopping:
+        if stop.interrupted:  # ends the command with exit code 130 (cli.py prints the line)
+          progress.close()
+          raise interrupts.Interrupted(stop.message(done, workdir))
         if lead:
-          progress.write(f"SIGTERM: saved a checkpoint at step {done} in {workdir}; run the same command to "
-                         "resume")
+          progress.write(stop.message(done, workdir))
         break
     progress.close()
     if lead:

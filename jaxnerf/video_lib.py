@@ -1,4 +1,5 @@
 """Videos along a camera path from the latest checkpoint of a run: colour and depth, as mp4 (H.264) or GIF."""
+import contextlib
 import os
 
 import imageio.v2 as imageio
@@ -83,19 +84,24 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
   lead = train_lib.is_lead_process()
   if lead:
     os.makedirs(video_dir, exist_ok=True)
-  writers = {name: open_writer(file, fps) for name, file in outputs.items()} if lead else {}
-  try:
-    for pose in tqdm.tqdm(poses, unit="frame", desc=f"rendering {path} path", dynamic_ncols=True,
-                          disable=not lead):
-      out = render.render_rays(render_chunk, variables, views.camera_rays(pose, factor), config.eval.chunk)
-      rgb = render.to_uint8(out["rgb"])
-      depth = render.depth_to_image(out["depth"], out["acc"], views.near, views.far)
-      if video_format == "mp4":
-        rgb, depth = even_crop(rgb), even_crop(depth)
-      if lead:
-        writers["rgb"].append_data(rgb)
-        writers["depth"].append_data(np.repeat(depth[..., None], 3, axis=-1))
-  finally:
-    for writer in writers.values():
-      writer.close()
+  # Written under temporary names, renamed when every frame is in: a stopped render leaves no video that looks
+  # complete.
+  with contextlib.ExitStack() as files:
+    partial = {name: files.enter_context(eval_lib.written_in_place(file)) for name, file in outputs.items()} \
+        if lead else {}
+    writers = {name: open_writer(file, fps) for name, file in partial.items()}
+    try:
+      for pose in tqdm.tqdm(poses, unit="frame", desc=f"rendering {path} path", dynamic_ncols=True,
+                            disable=not lead):
+        out = render.render_rays(render_chunk, variables, views.camera_rays(pose, factor), config.eval.chunk)
+        rgb = render.to_uint8(out["rgb"])
+        depth = render.depth_to_image(out["depth"], out["acc"], views.near, views.far)
+        if video_format == "mp4":
+          rgb, depth = even_crop(rgb), even_crop(depth)
+        if lead:
+          writers["rgb"].append_data(rgb)
+          writers["depth"].append_data(np.repeat(depth[..., None], 3, axis=-1))
+    finally:
+      for writer in writers.values():
+        writer.close()
   return dict(outputs, frames=len(poses), width=rgb.shape[1], height=rgb.shape[0], step=int(state.step))

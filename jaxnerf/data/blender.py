@@ -1,5 +1,6 @@
 """Blender synthetic scenes (NeRF paper): transforms_{split}.json and RGBA PNGs."""
 import json
+import math
 import os
 
 import numpy as np
@@ -23,6 +24,53 @@ def read_rgba(path):
   except (OSError, SyntaxError, ValueError) as e:
     raise DataError(f"{path}: not a readable image ({e})") from None
   return rgba
+
+
+def read_json(path, what):
+  """The parsed JSON file at `path` (`what` it should be, for the messages); DataError if it cannot be read."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except FileNotFoundError:
+    raise DataError(f"{path}: file not found (expected {what})") from None
+  except json.JSONDecodeError as e:
+    raise DataError(f"{path}: malformed JSON ({e})") from None
+  except UnicodeDecodeError:
+    raise DataError(f"{path}: not UTF-8 text (expected {what})") from None
+  except RecursionError:
+    raise DataError(f"{path}: JSON nested too deeply (expected {what})") from None
+  except OSError as e:
+    raise DataError(f"{path}: cannot be read ({e.strerror or e})") from None
+
+
+def is_number(value):
+  """A finite JSON number (bools, which Python counts as ints, are not)."""
+  if isinstance(value, bool):
+    return False
+  return isinstance(value, int) or isinstance(value, float) and math.isfinite(value)
+
+
+def short_repr(value, limit=60):
+  """repr(value) on one line, cut to `limit` characters, for error messages about a scene file's content."""
+  text = repr(value)
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def scene_relative_path(file_path, where):
+  """The normalised `file_path` of a scene file, checked to be a relative path inside the scene folder.
+
+  It names the view's outputs too (eval/<name>.png), so an absolute path or one leaving the folder (`..`) could
+  make evaluation write outside the workdir; DataError for those, non-strings, empty strings and control
+  characters.
+  """
+  if not isinstance(file_path, str) or not file_path.strip():
+    raise DataError(f"{where} must be a non-empty string, got {short_repr(file_path)}")
+  if any(ord(c) < 32 or ord(c) == 127 for c in file_path):
+    raise DataError(f"{where} must not contain control characters, got {short_repr(file_path)}")
+  normalised = os.path.normpath(file_path)
+  if os.path.isabs(normalised) or normalised == ".." or normalised.startswith(".." + os.sep) or normalised == ".":
+    raise DataError(f"{where} must be a path inside the scene folder, relative to it, got {short_repr(file_path)}")
+  return normalised
 
 
 def downsample_premultiplied(rgba, factor):
@@ -65,15 +113,13 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
   json_path = os.path.join(data_dir, f"transforms_{split}.json")
   if not os.path.isdir(data_dir):
     raise DataError(f"{data_dir}: data directory not found")
-  try:
-    with open(json_path) as f:
-      meta = json.load(f)
-  except FileNotFoundError:
-    raise DataError(f"{json_path}: file not found (expected a Blender transforms JSON)") from None
-  except json.JSONDecodeError as e:
-    raise DataError(f"{json_path}: malformed JSON ({e})") from None
-  if not isinstance(meta, dict) or "camera_angle_x" not in meta or not isinstance(meta.get("frames"), list):
+  meta = read_json(json_path, "a Blender transforms JSON")
+  if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
     raise DataError(f"{json_path}: expected an object with 'camera_angle_x' and a list of 'frames'")
+  camera_angle_x = meta.get("camera_angle_x")
+  if not is_number(camera_angle_x) or not 0 < camera_angle_x < np.pi:
+    raise DataError(f"{json_path}: 'camera_angle_x' must be the horizontal field of view in radians, a number "
+                    f"between 0 and pi, got {short_repr(camera_angle_x)}")
   frames = meta["frames"][::stride]
   if not frames:
     raise DataError(f"{json_path}: split '{split}' has no frames")
@@ -81,13 +127,20 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
   images, poses, names = None, [], []
   full_size = None
   for i, frame in enumerate(frames):
+    if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
+      raise DataError(f"{json_path}: frame {i} needs 'file_path' and a 4x4 'transform_matrix'")
+    relative_path = scene_relative_path(frame["file_path"], f"{json_path}: frame {i}: 'file_path'")
+    file_path = frame["file_path"]
     try:
-      file_path = frame["file_path"]
       pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError):
-      raise DataError(f"{json_path}: frame {i} needs 'file_path' and a 4x4 'transform_matrix'") from None
+    except (TypeError, ValueError, OverflowError):
+      raise DataError(f"{json_path}: frame {i} ({file_path}): 'transform_matrix' must be a 4x4 array of "
+                      "numbers") from None
+    if np.any(np.abs(pose[np.isfinite(pose)]) > np.finfo(np.float32).max):
+      raise DataError(f"{json_path}: frame {i} ({file_path}): 'transform_matrix' has entries too large for "
+                      "float32")
     check_pose(pose, f"{json_path}: frame {i} ({file_path})", field="transform_matrix", shapes=((4, 4),))
-    image_path = os.path.join(data_dir, os.path.normpath(file_path))
+    image_path = os.path.join(data_dir, relative_path)
     if not os.path.splitext(image_path)[1]:
       image_path += ".png"
     rgba = read_rgba(image_path)
@@ -105,10 +158,10 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
     images[i] = composite_on_background(premultiplied, background)
     alpha[i] = premultiplied[..., 3]
     poses.append(pose[:3, :4])
-    names.append(os.path.normpath(file_path))
+    names.append(relative_path)
 
   width = full_size[1] // factor
-  focal = 0.5 * width / np.tan(0.5 * float(meta["camera_angle_x"]))
+  focal = 0.5 * width / np.tan(0.5 * float(camera_angle_x))
   return Views(images=images, cam_to_world=np.stack(poses).astype(np.float32),
                focal=float(focal), near=near, far=far, names=names, pixel_center=pixel_center, alpha=alpha,
                background=tuple(float(c) for c in background))

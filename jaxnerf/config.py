@@ -29,7 +29,7 @@ def base_config():
   config.data.spherify = False  # recentre inward-facing 360-degree captures on a sphere (use with ndc False)
 
   config.model = ml_collections.ConfigDict()
-  config.model.sampler = "hierarchical"  # "hierarchical" (NeRF: coarse + fine) or "proposal" (mip-NeRF 360)
+  config.model.sampler = "hierarchical"  # "hierarchical" (NeRF), "proposal" (mip-NeRF 360) or "mip" (mip-NeRF)
   config.model.field = "mlp"  # the field with colour: "mlp" (NeRF) or "hash" (Instant-NGP)
   config.model.density_noise = 0.0  # std of noise added to raw density while training
   config.model.compute_dtype = "float32"  # "bfloat16": MLP matmuls in bfloat16, float32 accumulation and params
@@ -48,6 +48,11 @@ def base_config():
   config.model.proposal.min_resolution = 16
   config.model.proposal.max_resolution = 128
   config.model.proposal.width = 16
+
+  config.model.mip = ml_collections.ConfigDict()  # cones, frustum Gaussians, one MLP shared by both levels
+  config.model.mip.num_coarse_samples = 128  # stratified intervals
+  config.model.mip.num_fine_samples = 128  # intervals resampled from the coarse level's blurred weights
+  config.model.mip.resample_padding = 0.01  # added to every blurred weight before resampling
 
   config.model.mlp = ml_collections.ConfigDict()
   config.model.mlp.depth = 8
@@ -142,6 +147,9 @@ def validate(config, device_count):
       (all(n >= 2 for n in (*m.proposal.num_samples, m.proposal.num_final_samples)),
        "model.proposal.num_samples/num_final_samples", "at least 2 intervals per level"),
       (m.mlp.depth > 0 and m.mlp.width > 0, "model.mlp.depth/width", "positive sizes"),
+      (m.mip.num_coarse_samples >= 2 and m.mip.num_fine_samples >= 2, "model.mip.num_coarse_samples/num_fine_samples",
+       "at least 2 intervals per level"),
+      (m.mip.resample_padding >= 0, "model.mip.resample_padding", f"0 or more, got {m.mip.resample_padding}"),
       (m.mlp.siren_w0 > 0, "model.mlp.siren_w0", f"a positive frequency, got {m.mlp.siren_w0}"),
       (len(d.scene_box) == 6 and all(d.scene_box[i] < d.scene_box[i + 3] for i in range(3)), "data.scene_box",
        f"(min_x, min_y, min_z, max_x, max_y, max_z) with each min below its max, got {d.scene_box}"),

@@ -1,4 +1,5 @@
-"""Multi-frequency sinusoidal (positional) encoding of coordinates."""
+"""Multi-frequency sinusoidal (positional) encoding of coordinates, its integral over a Gaussian (mip-NeRF), and
+spherical harmonics of directions."""
 import jax.numpy as jnp
 
 
@@ -22,6 +23,31 @@ def positional_encoding(x, min_deg, max_deg, include_input=True):
   # cos(x) = sin(x + pi/2): one sine call for both halves.
   encoded = jnp.sin(jnp.concatenate([scaled, scaled + 0.5 * jnp.pi], axis=-1))
   return jnp.concatenate([x, encoded], axis=-1) if include_input else encoded
+
+
+def integrated_positional_encoding(means, variances, min_deg, max_deg, include_input=True):
+  """mip-NeRF's integrated positional encoding: the expectation of `positional_encoding` over x ~ N(means,
+  diag(variances)), in closed form: E[sin(s x)] = sin(s mean) exp(-s^2 var / 2) (likewise for cos), so frequencies
+  finer than the Gaussian's spread fade out. At zero variance it is `positional_encoding` of the means (the input
+  block, E[x], is the means).
+
+  Args:
+    means, variances: [..., d] (a diagonal covariance: each coordinate's sinusoids only see its own variance).
+    min_deg, max_deg: frequency range 2^min_deg ... 2^(max_deg - 1).
+    include_input: prepend the means.
+
+  Returns:
+    [..., encoded_size(d, min_deg, max_deg, include_input)], laid out as positional_encoding's output.
+  """
+  if min_deg == max_deg:
+    return means if include_input else means[..., :0]
+  scales = 2.0 ** jnp.arange(min_deg, max_deg, dtype=means.dtype)  # [num_freqs]
+  flat = lambda a: a.reshape(*means.shape[:-1], -1)  # [..., num_freqs, d] -> [..., num_freqs * d]
+  scaled = flat(means[..., None, :] * scales[:, None])
+  damping = jnp.exp(-0.5 * flat(variances[..., None, :] * scales[:, None] ** 2))
+  encoded = jnp.sin(jnp.concatenate([scaled, scaled + 0.5 * jnp.pi], axis=-1)) * jnp.concatenate(
+      [damping, damping], axis=-1)
+  return jnp.concatenate([means, encoded], axis=-1) if include_input else encoded
 
 
 def encoded_size(dim, min_deg, max_deg, include_input=True):

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxnerf import cones
 from jaxnerf import encoding
 from jaxnerf import hash_encoding
 
@@ -105,6 +106,9 @@ class NeRFMLP(nn.Module):
   layers sin(w0 (x W + b)) with SIREN's initialisation (`siren_w0` is w0; the trunk's first layer is SIREN's first
   layer, the others are later layers); linear layers (heads, bottleneck) keep `kernel_init`. Position degrees
   (0, 0) feed the raw coordinates, as SIREN does.
+
+  Given cones.Gaussians (mip-NeRF's conical frustums) instead of points, it encodes them with the integrated
+  positional encoding.
   """
   depth: int = 8
   width: int = 256
@@ -123,11 +127,16 @@ class NeRFMLP(nn.Module):
 
   @nn.compact
   def __call__(self, points, viewdirs):
-    """points: [..., num_samples, 3]; viewdirs: [..., 3] unit directions. Returns rgb [..., num_samples, 3] in
-    (0, 1) and raw density [..., num_samples]."""
+    """points: [..., num_samples, 3], or cones.Gaussians with [..., num_samples, 3] means and covariance
+    diagonals; viewdirs: [..., 3] unit directions. Returns rgb [..., num_samples, 3] in (0, 1) and raw density
+    [..., num_samples]."""
     dense = _dense_maker(self.kernel_init, self.compute_dtype)
-    batch_shape = points.shape[:-1]
-    x = _rows(encoding.positional_encoding(points, *self.position_degrees))
+    if isinstance(points, cones.Gaussians):
+      batch_shape = points.means.shape[:-1]
+      x = _rows(encoding.integrated_positional_encoding(points.means, points.covs, *self.position_degrees))
+    else:
+      batch_shape = points.shape[:-1]
+      x = _rows(encoding.positional_encoding(points, *self.position_degrees))
     h = x
     for i in range(self.depth):
       h = self._hidden(h, self.width, self.siren_trunk, first_layer=i == 0)

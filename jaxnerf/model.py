@@ -2,8 +2,9 @@
 
 Level k's sampler places samples from level k-1's weights; its field is evaluated there and composited. The NeRF
 paper's model is two levels (stratified then hierarchical samples, a coarse and a fine MLP); the fast model is one
-or two proposal levels (density-only hash-grid fields, interval resampling) before a hash-grid field with colour.
-`build_model(config)` makes either from config.model.
+or two proposal levels (density-only hash-grid fields, interval resampling) before a hash-grid field with colour;
+mip-NeRF is two levels of intervals sharing one MLP, which sees each interval as a conical frustum (cones.py).
+`build_model(config)` makes any of them from config.model.
 """
 from typing import Any, List, NamedTuple, Sequence, Tuple
 
@@ -12,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnerf import compositing
+from jaxnerf import cones
 from jaxnerf import fields
 from jaxnerf import hash_encoding
 from jaxnerf import sampling
@@ -32,18 +34,20 @@ class Renderer(nn.Module):
     level_fields: index into `fields` of each level's field (levels may share a field).
     density_noise: std of noise added to raw density while training.
     background: default RGB where rays are not fully absorbed.
+    cones: give the fields each interval's conical frustum as cones.Gaussians (mip-NeRF) instead of its point.
   """
   fields: Sequence[nn.Module]
   samplers: Sequence[Any]
   level_fields: Sequence[int]
   density_noise: float = 0.0
   background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+  cones: bool = False
 
   def __call__(self, rays, near, far, key, randomized, background=None) -> List[Level]:
     """Render a batch of rays.
 
     Args:
-      rays: Rays with [num_rays, 3] fields.
+      rays: Rays with [num_rays, 3] fields (and [num_rays, 1] radii, or None, used with `cones`).
       near, far: scalars or [num_rays, 1] bounds.
       key: PRNG key (used only when randomized).
       randomized: jitter samples and add density noise (training).
@@ -59,7 +63,10 @@ class Renderer(nn.Module):
     for i, (sampler, field_index) in enumerate(zip(self.samplers, self.level_fields)):
       field = self.fields[field_index]
       samples = sampler(keys[2 * i], batch_shape, near, far, previous, randomized)
-      points = rays.origins[..., None, :] + samples.t[..., None] * rays.directions[..., None, :]
+      if self.cones:
+        points = cones.frustum_gaussians(rays.origins, rays.directions, rays.radii, samples.edges)
+      else:
+        points = rays.origins[..., None, :] + samples.t[..., None] * rays.directions[..., None, :]
       rgb, raw_density = field(points, rays.viewdirs)
       if randomized and self.density_noise > 0:
         raw_density = raw_density + self.density_noise * jax.random.normal(keys[2 * i + 1], raw_density.shape)
@@ -126,6 +133,14 @@ def _density_activation(name, field_name):
   return fields.DENSITY_ACTIVATIONS[name]
 
 
+class LevelLayout(NamedTuple):
+  """What a SAMPLERS entry builds: the Renderer's fields, samplers, level_fields and cones."""
+  fields: List[nn.Module]
+  samplers: List[Any]  # one per level
+  level_fields: List[int]  # index into fields of each level's field
+  cones: bool = False  # the fields see conical frustums (Renderer.cones)
+
+
 def hierarchical_levels(config, make_field):
   """The NeRF paper's levels: stratified coarse samples, then hierarchical fine samples, each with its own field
   (only the coarse level when num_fine_samples is 0)."""
@@ -133,19 +148,28 @@ def hierarchical_levels(config, make_field):
   samplers = [sampling.Stratified(h.num_coarse_samples, h.lindisp)]
   if h.num_fine_samples > 0:
     samplers.append(sampling.Hierarchical(h.num_fine_samples))
-  return [make_field(config) for _ in samplers], samplers
+  return LevelLayout([make_field(config) for _ in samplers], samplers, list(range(len(samplers))))
 
 
 def proposal_levels(config, make_field):
   """mip-NeRF 360's levels: a density-only proposal field per entry of proposal.num_samples, then the field."""
   p = config.model.proposal
   counts = list(p.num_samples) + [p.num_final_samples]
-  return ([proposal_field(config) for _ in p.num_samples] + [make_field(config)],
-          [sampling.Intervals(n) for n in counts])
+  return LevelLayout([proposal_field(config) for _ in p.num_samples] + [make_field(config)],
+                     [sampling.Intervals(n) for n in counts], list(range(len(counts))))
 
 
-# config.model.sampler -> a function (config, field maker) -> (fields, samplers), one of each per level.
-SAMPLERS = {"hierarchical": hierarchical_levels, "proposal": proposal_levels}
+def mip_levels(config, make_field):
+  """mip-NeRF's levels: stratified intervals, then intervals resampled from their blurred weights, both seen as
+  conical frustums by one shared field."""
+  m = config.model.mip
+  samplers = [sampling.Intervals(m.num_coarse_samples),
+              sampling.BlurredIntervals(m.num_fine_samples, m.resample_padding)]
+  return LevelLayout([make_field(config)], samplers, [0, 0], cones=True)
+
+
+# config.model.sampler -> a function (config, field maker) -> LevelLayout.
+SAMPLERS = {"hierarchical": hierarchical_levels, "proposal": proposal_levels, "mip": mip_levels}
 
 
 def build_model(config):
@@ -155,7 +179,11 @@ def build_model(config):
     raise ConfigError(f"config.model.field: expected one of {tuple(FIELDS)}, got {m.field!r}")
   if m.sampler not in SAMPLERS:
     raise ConfigError(f"config.model.sampler: expected one of {tuple(SAMPLERS)}, got {m.sampler!r}")
-  level_fields, samplers = SAMPLERS[m.sampler](config, FIELDS[m.field])
+  if m.sampler == "mip" and m.field != "mlp":
+    raise ConfigError(f"config.model.field: the mip sampler needs the 'mlp' field (the integrated encoding of "
+                      f"conical frustums), got {m.field!r}")
+  levels = SAMPLERS[m.sampler](config, FIELDS[m.field])
   background = (1.0, 1.0, 1.0) if config.data.white_background else (0.0, 0.0, 0.0)
-  return Renderer(fields=tuple(level_fields), samplers=tuple(samplers), level_fields=tuple(range(len(samplers))),
-                  density_noise=m.density_noise, background=background)
+  return Renderer(fields=tuple(levels.fields), samplers=tuple(levels.samplers),
+                  level_fields=tuple(levels.level_fields), density_noise=m.density_noise, background=background,
+                  cones=levels.cones)

@@ -4,12 +4,12 @@ Conventions (Blender / OpenGL): the camera looks down its -z axis, +y is up and 
 downwards. `cam_to_world` matrices are [..., 3, 4] (rotation | translation). Directions are *not* normalised:
 their camera-space z component is -1, so a sample distance `t` along a ray is the depth in front of the camera,
 which is how Blender's near/far bounds (2 and 6) are defined. `viewdirs` are the unit-length directions fed to
-the network.
+the network. `radii` make each ray a cone (mip-NeRF): the radius of the pixel's footprint at t = 1.
 
 Every function takes `xnp` (numpy or jax.numpy) so that the same code builds rays on the host for data loading
 and inside jitted functions.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -18,6 +18,7 @@ class Rays(NamedTuple):
   origins: "np.ndarray"  # [..., 3]
   directions: "np.ndarray"  # [..., 3], camera-space z = -1
   viewdirs: "np.ndarray"  # [..., 3], unit length
+  radii: Optional["np.ndarray"] = None  # [..., 1], the cone's radius at t = 1 (mip-NeRF), or None for thin rays
 
 
 def pixel_grid(height, width, xnp=np):
@@ -43,7 +44,9 @@ def pinhole_rays(x, y, focal, principal_point, cam_to_world, pixel_center=True, 
     xnp: numpy or jax.numpy.
 
   Returns:
-    Rays with origins, directions and viewdirs of shape [..., 3].
+    Rays with origins, directions and viewdirs of shape [..., 3] and radii [..., 1]: mip-NeRF's cone through
+    the pixel, whose radius 1 / (sqrt(3) focal) at t = 1 gives its cross-section the variance of the pixel's
+    square footprint (pixel width 1 / focal at camera depth 1; mip-NeRF's 2 / sqrt(12) times it).
   """
   offset = 0.5 if pixel_center else 0.0
   cx, cy = principal_point
@@ -53,7 +56,8 @@ def pinhole_rays(x, y, focal, principal_point, cam_to_world, pixel_center=True, 
   directions = xnp.sum(cam_dirs[..., None, :] * rotation, axis=-1)  # rotation @ cam_dir
   origins = xnp.broadcast_to(cam_to_world[..., :3, 3], directions.shape)
   viewdirs = directions / xnp.linalg.norm(directions, axis=-1, keepdims=True)
-  return Rays(origins=origins, directions=directions, viewdirs=viewdirs)
+  radii = (xnp.ones_like(x) / (np.sqrt(3.0) * focal))[..., None].astype(directions.dtype)
+  return Rays(origins=origins, directions=directions, viewdirs=viewdirs, radii=radii)
 
 
 def image_rays(height, width, focal, cam_to_world, pixel_center=True, xnp=np):
@@ -78,13 +82,18 @@ def to_ndc(rays, width, height, focal, near=1.0, xnp=np):
   ray then covers the rest of the frustum for t in [0, 1] (t = 1 is infinitely far), so a forward-facing scene
   of unbounded depth is sampled with near = 0, far = 1. `viewdirs` are kept in world space for the network.
 
+  NDC rays of one camera are nearly parallel, so mip-NeRF sizes their cones by the spacing of neighbouring
+  pixels' NDC origins: (dx + dy) / 2 * 2 / sqrt(12). Radii are mapped to that, in closed form for a camera whose
+  axes are the NDC frame's (the assumption of NDC itself): a pixel step of 1 / focal in x moves the NDC origin by
+  2 / W |near + o_z| / (near |d_z|), and in y by 2 / H times the same.
+
   Args:
     rays: Rays with [..., 3] origins and directions in the camera-aligned world frame (directions with z < 0).
     width, height, focal: the pinhole camera in pixels (only the ratios W / f and H / f matter).
     near: depth of the near plane.
 
   Returns:
-    Rays with NDC origins and directions, [..., 3].
+    Rays with NDC origins and directions, [..., 3] (and radii [..., 1] where `rays` have radii).
   """
   origins, directions = rays.origins, rays.directions
   ox, oy, oz = origins[..., 0], origins[..., 1], origins[..., 2]
@@ -95,4 +104,10 @@ def to_ndc(rays, width, height, focal, near=1.0, xnp=np):
   ndc_origins = xnp.stack([sx * ox / oz, sy * oy / oz, 1.0 + 2.0 * near / oz], axis=-1)
   ndc_directions = xnp.stack(
       [sx * (dx / dz - ox / oz), sy * (dy / dz - oy / oz), -2.0 * near / oz], axis=-1)
-  return Rays(origins=ndc_origins, directions=ndc_directions, viewdirs=rays.viewdirs)
+  radii = None
+  if rays.radii is not None:
+    # The pinhole radius is 1 / (sqrt(3) focal): focal * sqrt(3) * radius is the pixel count of the footprint.
+    pixel_steps = np.sqrt(3.0) * focal * rays.radii[..., 0]
+    spacing = pixel_steps * (1.0 / width + 1.0 / height) * xnp.abs(near + origins[..., 2]) / (near * xnp.abs(dz))
+    radii = (spacing / np.sqrt(3.0))[..., None]
+  return Rays(origins=ndc_origins, directions=ndc_directions, viewdirs=rays.viewdirs, radii=radii)

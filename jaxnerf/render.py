@@ -33,7 +33,7 @@ def render_rays(render_chunk, variables, rays, chunk):
 
   Args:
     render_chunk: from make_render_chunk.
-    rays: Rays with [..., 3] numpy fields, the same on every process.
+    rays: Rays with [..., 3] numpy fields (radii [..., 1]), the same on every process.
     chunk: rays per call, over all devices together (rounded up to a multiple of the device count); the last
       chunk is padded so that every call has the same shape (one compilation).
 
@@ -41,7 +41,7 @@ def render_rays(render_chunk, variables, rays, chunk):
     dict of numpy arrays: rgb [..., 3], depth, disparity and acc [...].
   """
   batch_shape = rays.origins.shape[:-1]
-  flat = jax.tree.map(lambda x: np.asarray(x, np.float32).reshape(-1, 3), rays)
+  flat = jax.tree.map(lambda x: np.asarray(x, np.float32).reshape(-1, x.shape[-1]), rays)
   num_rays = flat.origins.shape[0]
   chunk = -(-chunk // jax.device_count()) * jax.device_count()
   mesh = sharding.data_mesh()

@@ -3,7 +3,8 @@
 A sampler gives each level its Samples: distances t where the field is evaluated and the interval endpoints they
 stand for. The NeRF paper's samplers place points (stratified, then hierarchical inverse-CDF resampling of the
 coarse weights), each standing for the interval up to the next point; proposal sampling (mip-NeRF 360) places
-intervals, resampled from the previous level's interval weights, with the field evaluated at their midpoints.
+intervals, resampled from the previous level's interval weights, with the field evaluated at their midpoints;
+mip-NeRF resamples intervals from blurred weights.
 """
 import dataclasses
 from typing import NamedTuple, Optional, Tuple
@@ -155,4 +156,34 @@ class Intervals:
       # A little weight everywhere keeps every part of the ray reachable while the proposals learn.
       weights = weights + 1e-3 * jnp.sum(weights, axis=-1, keepdims=True) / weights.shape[-1] + 1e-8
     edges = stepfun.sample_intervals(key, edges, weights, self.num_samples, randomized)
+    return Samples(0.5 * (edges[..., 1:] + edges[..., :-1]), edges)
+
+
+def blur_weights(weights):
+  """mip-NeRF's filter of interval weights before resampling: a 2-tap max then a 2-tap mean, which spreads each
+  peak half an interval to either side and fills one-interval gaps.
+
+  Args:
+    weights: [..., n].
+
+  Returns:
+    [..., n].
+  """
+  padded = jnp.concatenate([weights[..., :1], weights, weights[..., -1:]], axis=-1)
+  maxed = jnp.maximum(padded[..., :-1], padded[..., 1:])  # [..., n + 1]
+  return 0.5 * (maxed[..., :-1] + maxed[..., 1:])
+
+
+@dataclasses.dataclass(frozen=True)
+class BlurredIntervals:
+  """mip-NeRF's fine sampler: `num_samples` intervals resampled from the previous level's weights after
+  blur_weights and `padding` added to every weight (so that some samples land everywhere along the ray)."""
+  num_samples: int
+  padding: float = 0.01
+
+  def __call__(self, key, batch_shape, near, far, previous: Previous, randomized):
+    del batch_shape, near, far
+    samples, weights = previous
+    edges = stepfun.sample_intervals(key, samples.edges, blur_weights(weights) + self.padding, self.num_samples,
+                                     randomized)
     return Samples(0.5 * (edges[..., 1:] + edges[..., :-1]), edges)

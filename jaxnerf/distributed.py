@@ -8,19 +8,20 @@ key-value store and reads the others'; a process whose heartbeat stops for UNRES
 (`report_failure`), makes every other one print one line naming the last checkpoint and exit with code 3.
 """
 import atexit
-import contextlib
-import functools
 import os
+import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import jax
 from jax._src import distributed as jax_distributed  # the coordination service's client
-from jax._src.lib import utils as jax_utils
 from jax.experimental import multihost_utils
 import numpy as np
 
+from jaxnerf import stderr_guard
+from jaxnerf.stderr_guard import last_checkpoint_note
 from jaxnerf.errors import DistributedError
 
 
@@ -66,9 +67,8 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, au
   watchdog.daemon = True
   watchdog.start()
   try:
-    with _service_errors_reported():
-      jax.distributed.initialize(coordinator_address, num_processes, process_id,
-                                 initialization_timeout=timeout_s + 60, heartbeat_timeout_seconds=JAX_HEARTBEAT_S)
+    jax.distributed.initialize(coordinator_address, num_processes, process_id,
+                               initialization_timeout=timeout_s + 60, heartbeat_timeout_seconds=JAX_HEARTBEAT_S)
     joined = jax.process_count()  # also waits for every process's devices
   except (RuntimeError, ValueError) as e:
     raise DistributedError(f"jax.distributed.initialize failed: {e}") from None
@@ -81,9 +81,7 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None, au
       raise DistributedError(f"{joined} processes joined the coordinator at {coordinator_address}, told "
                              f"--num_processes={' or '.join(map(str, told))}; give every process the same, "
                              "right, --num_processes")
-  if "TF_CPP_MIN_LOG_LEVEL" not in os.environ:
-    # The runtime logs every step of a failed job's teardown at ERROR; the watchdog's line says what happened.
-    jax_utils.absl_set_min_log_level(3)
+  _guard_stderr(workdir)
   _Watchdog.instance = _Watchdog(workdir)
   _Watchdog.instance.start()
   atexit.register(finish)  # runs before JAX's own exit handler, which waits for every process
@@ -95,44 +93,26 @@ def _exit_with_error(message):
   os._exit(2)
 
 
-@contextlib.contextmanager
-def _service_errors_reported():
-  """When the coordination service reports an error (a process stopped sending heartbeats, or process 0, which
-  serves it, is gone), JAX's client aborts the process with a C++ stack dump unless it was given a callback, which
-  jax.distributed.initialize does not pass: it is added to the client created within this block."""
-  runtime = jax_distributed._jax
-  create_client = runtime.get_distributed_runtime_client
-  runtime.get_distributed_runtime_client = functools.partial(create_client,
-                                                             missed_heartbeat_callback=_on_service_error)
-  try:
-    yield
-  finally:
-    runtime.get_distributed_runtime_client = create_client
-
-
-def _on_service_error(*status):
-  del status  # which process failed is not in it reliably; a process that reported its error is named instead
-  watchdog = _Watchdog.instance
-  if watchdog is not None:
-    try:
-      failed = watchdog.failures()
-    except Exception:  # the coordination service is gone
-      failed = []
-    watchdog.stop_job(*(failed[0] if failed else ()))
-
-
-def last_checkpoint_note(workdir):
-  """'the last checkpoint in DIR is step N', or that there is none yet (complete checkpoints only: orbax renames a
-  save to its step number when it is complete)."""
-  directory = os.path.join(workdir, "checkpoints")
-  steps = [int(name) for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(directory) else []
-  return f"the last checkpoint in {workdir} is step {max(steps)}" if steps else f"there is no checkpoint in {workdir} yet"
+def _guard_stderr(workdir):
+  """Send this process's stderr (file descriptor 2, C++ included) through stderr_guard.py, a process that
+  outlives this one and replaces JAX's abort dump with one line."""
+  reader, writer = os.pipe()
+  with warnings.catch_warnings():
+    # A fork followed at once by exec, which JAX's at-fork warning cannot tell from a bare fork.
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+    _Watchdog.stderr_guard = subprocess.Popen([sys.executable, stderr_guard.__file__, workdir or ""],
+                                              stdin=reader, stdout=subprocess.DEVNULL, close_fds=True)
+  os.close(reader)
+  sys.stderr.flush()
+  os.dup2(writer, 2)
+  os.close(writer)
 
 
 class _Watchdog(threading.Thread):
   """Heartbeats through the coordination service, and the end of this process when another one fails."""
 
   instance = None
+  stderr_guard = None  # the process stderr goes through
 
   def __init__(self, workdir):
     super().__init__(name="jaxnerf-watchdog", daemon=True)
@@ -185,11 +165,14 @@ class _Watchdog(threading.Thread):
       self.ending = True
     who = f"process {index}" if index is not None else "a process"
     what = f"stopped ({line})" if line else "stopped responding"
-    note = last_checkpoint_note(self.workdir) if self.workdir else "see the workdir for the last checkpoint"
+    note = last_checkpoint_note(self.workdir)
     fix = "fix that, then rerun" if line and line.startswith("error:") else "rerun"
     sys.stdout.flush()
-    print(f"error: {who} of this {self.count}-process job {what}; {note}; {fix} the same command on every process "
-          "to resume", file=sys.stderr, flush=True)
+    # On a line of its own, below a progress bar (the cursor may be at its end).
+    print(f"\nerror: {who} of this {self.count}-process job {what}; {note}; {fix} the same command on every "
+          "process to resume", file=sys.stderr, flush=True)
+    if self.index == 0:
+      time.sleep(2 * HEARTBEAT_S)  # the others end first: with process 0, the coordination service goes
     os._exit(PEER_FAILURE_EXIT_CODE)
 
   def end_quietly(self):

@@ -80,7 +80,7 @@ def abort(message, exit_code=EXIT_CODE):
     with contextlib.suppress(Exception):
       hook(message)
   sys.stdout.flush()
-  print(message, file=sys.stderr, flush=True)
+  print("\n" + message, file=sys.stderr, flush=True)  # on a line of its own, below a progress bar or ^C
   os._exit(exit_code)
 
 

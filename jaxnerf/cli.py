@@ -65,6 +65,7 @@ def fail(message):
   print(line, file=sys.stderr, flush=True)
   if distributed.running():
     distributed.report_failure(line)
+    sys.stdout.flush()
     os._exit(2)  # JAX's exit handler would wait for the other processes
   sys.exit(2)
 
@@ -116,4 +117,6 @@ def run_reporting_user_errors(fn, *args, **kwargs):
     # This process's own failure: show it, and tell the others, which would wait for it.
     traceback.print_exc()
     distributed.report_failure(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    sys.stdout.flush()
+    sys.stderr.flush()
     os._exit(1)

@@ -5,7 +5,10 @@ them fails.
 A process that dies leaves the others waiting in a collective, and JAX ends them only after its heartbeat timeout,
 with a C++ abort dump. Here a watchdog thread in every process writes a heartbeat to the coordination service's
 key-value store and reads the others'; a process whose heartbeat stops for UNRESPONSIVE_S, or that reports an error
-(`report_failure`), makes every other one print one line naming the last checkpoint and exit with code 3.
+(`report_failure`), makes every other one print one line naming the last checkpoint and exit with code 3. When
+process 0, which serves the coordination service, dies, JAX's runtime aborts the others from a C++ thread before
+Python can act; their stderr goes through stderr_guard.py, which shows one line of the same form instead of the
+abort dump.
 """
 import atexit
 import os
@@ -100,7 +103,7 @@ def _guard_stderr(workdir):
   with warnings.catch_warnings():
     # A fork followed at once by exec, which JAX's at-fork warning cannot tell from a bare fork.
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
-    _Watchdog.stderr_guard = subprocess.Popen([sys.executable, stderr_guard.__file__, workdir or ""],
+    _Watchdog.guard_process = subprocess.Popen([sys.executable, stderr_guard.__file__, workdir or ""],
                                               stdin=reader, stdout=subprocess.DEVNULL, close_fds=True)
   os.close(reader)
   sys.stderr.flush()
@@ -112,7 +115,7 @@ class _Watchdog(threading.Thread):
   """Heartbeats through the coordination service, and the end of this process when another one fails."""
 
   instance = None
-  stderr_guard = None  # the process stderr goes through
+  guard_process = None  # stderr_guard.py, which this process's stderr goes through
 
   def __init__(self, workdir):
     super().__init__(name="jaxnerf-watchdog", daemon=True)

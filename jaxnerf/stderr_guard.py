@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 
-RUNTIME_LOG = re.compile(rb"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
+RUNTIME_LOG = re.compile(rb"[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] ")
 ABORT_SIGNS = (b"Check failure stack trace", b"Fatal Python error", b"terminate called", b"Terminating process")
 HOLD_S = 10.0  # a runtime log line that no abort follows within this time is shown after all
 
@@ -35,9 +35,15 @@ def last_checkpoint_note(workdir):
 def filter_stream(source, sink, workdir):
   """Copy the file descriptor `source` to the binary stream `sink` until end of file, as described above."""
   pending, held, held_since = b"", [], None
+  line_open = [False]  # whether the last text written ends without a newline (a progress bar)
+
+  def write(data):
+    if data:
+      sink.write(data)
+      line_open[0] = not data.endswith(b"\n")
 
   def release():
-    sink.write(b"".join(line + b"\n" for line in held))
+    write(b"".join(line + b"\n" for line in held))
     held.clear()
 
   while True:
@@ -49,13 +55,17 @@ def filter_stream(source, sink, workdir):
       pending += chunk
       *lines, pending = pending.split(b"\n")
       for line in lines:
-        if held or RUNTIME_LOG.match(line.lstrip(b"\r")):
+        log = None if held else RUNTIME_LOG.search(line)
+        if log:  # what precedes it on the line (a progress bar without its newline) is shown
+          write(line[:log.start()] + (b"\n" if log.start() else b""))
+          line = line[log.start():]
+        if held or log:
           held_since = held_since or time.monotonic()
           held.append(line)
         else:
-          sink.write(line + b"\n")
+          write(line + b"\n")
       if not held and b"\r" in pending:  # a progress bar, redrawn in place without a newline
-        sink.write(pending)
+        write(pending)
         pending = b""
     if held and time.monotonic() - held_since > HOLD_S:
       release()
@@ -64,11 +74,12 @@ def filter_stream(source, sink, workdir):
   if pending:
     held.append(pending)
   own_lines = [line for line in held if line.lstrip(b"\r").startswith((b"error: ", b"interrupted"))]
+  newline = b"\n" if line_open[0] else b""
   if own_lines:
-    sink.write(b"".join(line.lstrip(b"\r") + b"\n" for line in own_lines))
+    write(newline + b"".join(line.lstrip(b"\r") + b"\n" for line in own_lines))
   elif any(sign in line for line in held for sign in ABORT_SIGNS):
-    sink.write(f"\nerror: a process of this job stopped responding (JAX's runtime ended this one); "
-               f"{last_checkpoint_note(workdir)}; rerun the same command on every process to resume\n".encode())
+    write(newline + f"error: a process of this job stopped responding (JAX's runtime ended this one); "
+          f"{last_checkpoint_note(workdir)}; rerun the same command on every process to resume\n".encode())
   else:
     release()
   sink.flush()

@@ -2,6 +2,7 @@
 process of a two-process job that dies or fails alone."""
 import collections
 import glob
+import io
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from jaxnerf import eval_lib
+from jaxnerf import stderr_guard
 from jaxnerf.errors import DataError
 from conftest import REPO
 from conftest import TINY
@@ -212,3 +214,33 @@ def test_a_user_error_on_one_process_ends_both_with_one_line(tmp_path):
   assert stderr.strip() == (f"error: process {failing} of this 2-process job stopped (error: {missing}: data "
                             f"directory not found); there is no checkpoint in {workdir} yet; fix that, then rerun "
                             "the same command on every process to resume")
+
+
+def guarded(data, workdir=""):
+  """What stderr_guard.filter_stream makes of `data`, a process's stderr."""
+  reader, writer = os.pipe()
+  os.write(writer, data)
+  os.close(writer)
+  sink = io.BytesIO()
+  stderr_guard.filter_stream(reader, sink, workdir)
+  os.close(reader)
+  return sink.getvalue().decode()
+
+
+def test_stderr_guard_replaces_an_abort_dump_and_passes_everything_else(tmp_path):
+  os.makedirs(tmp_path / "checkpoints" / "40")
+  os.makedirs(tmp_path / "checkpoints" / "41.orbax-checkpoint-tmp-1")  # incomplete: not named
+  bar = b"\rtraining:   0%|  | 41/1000 [00:13<1:10, 2.50step/s]"
+  runtime_log = (b"E1125 04:15:33.943036   15387 coordination_service_agent.cc:289] Polled an error\n"
+                 b"Additional GRPC error information\n")
+  dump = (b"F1125 04:15:33.943040   15387 client.h:80] Terminating process because the JAX distributed service\n"
+          b"*** Check failure stack trace: ***\n    @     0x7f477d440634  absl::LogMessage::SendToLog()\n"
+          b"Fatal Python error: Aborted\n\nThread 0x00007f472248b6c0 (most recent call first):\n")
+  assert guarded(b"line one\n" + bar + b"\nerror: x\n") == "line one\n" + bar.decode() + "\nerror: x\n"
+  assert guarded(bar + runtime_log + dump, str(tmp_path)) == (
+      bar.decode() + "\nerror: a process of this job stopped responding (JAX's runtime ended this one); the last "
+      f"checkpoint in {tmp_path} is step 40; rerun the same command on every process to resume\n")
+  own = b"\nerror: process 1 of this 2-process job stopped responding; ...\n"
+  assert guarded(runtime_log + own + dump) == own.decode().lstrip()
+  # Runtime logs that no abort follows are shown as they were.
+  assert guarded(b"a\n" + runtime_log + b"b\n") == "a\n" + runtime_log.decode() + "b\n"

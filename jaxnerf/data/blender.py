@@ -116,7 +116,9 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
   meta = read_json(json_path, "a Blender transforms JSON")
   if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
     raise DataError(f"{json_path}: expected an object with 'camera_angle_x' and a list of 'frames'")
-  camera_angle_x = meta.get("camera_angle_x")
+  if "camera_angle_x" not in meta:
+    raise DataError(f"{json_path}: 'camera_angle_x' (the horizontal field of view in radians) is missing")
+  camera_angle_x = meta["camera_angle_x"]
   if not is_number(camera_angle_x) or not 0 < camera_angle_x < np.pi:
     raise DataError(f"{json_path}: 'camera_angle_x' must be the horizontal field of view in radians, a number "
                     f"between 0 and pi, got {short_repr(camera_angle_x)}")

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from jaxnerf.data import blender
+from jaxnerf.data import images
 
 FACTOR = 8
 KEEP = {"train": None, "val": ["r_0", "r_50"], "test": [f"r_{i}" for i in range(0, 200, 25)]}
@@ -45,7 +46,7 @@ def main():
     frames = [fr for fr in meta["frames"] if keep is None or os.path.basename(fr["file_path"]) in keep]
     os.makedirs(os.path.join(OUTPUT, split))
     for frame in frames:
-      rgba = blender.read_rgba(os.path.join(args.source, frame["file_path"] + ".png"))
+      rgba = images.read_rgba(os.path.join(args.source, frame["file_path"] + ".png"))
       premultiplied = blender.downsample_premultiplied(rgba, FACTOR)
       alpha = premultiplied[..., 3:]
       straight = np.where(alpha > 0, premultiplied[..., :3] / np.maximum(alpha, 1e-8), 0.0)

@@ -4,26 +4,13 @@ import math
 import os
 
 import numpy as np
-from PIL import Image
 
+from jaxnerf.data.images import read_rgba
 from jaxnerf.data.views import Views
 from jaxnerf.data.views import check_pose
 from jaxnerf.errors import DataError
 
 SPLITS = ("train", "val", "test")
-
-
-def read_rgba(path):
-  """Read an image file as [height, width, 4] float32 RGBA in [0, 1] (opaque alpha for RGB files)."""
-  try:
-    with Image.open(path) as image:
-      image.load()
-      rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
-  except FileNotFoundError:
-    raise DataError(f"{path}: image file not found") from None
-  except (OSError, SyntaxError, ValueError) as e:
-    raise DataError(f"{path}: not a readable image ({e})") from None
-  return rgba
 
 
 def read_json(path, what):

@@ -11,6 +11,7 @@ import os
 import numpy as np
 
 from jaxnerf.data import blender
+from jaxnerf.data import images as images_lib
 from jaxnerf.data.views import Views
 from jaxnerf.data.views import check_pose
 from jaxnerf.errors import DataError
@@ -137,7 +138,7 @@ def load_scene(data_dir, factor=4, spherify=False):
   images = []
   for name in names:
     path = os.path.join(folder, name)
-    rgb = blender.read_rgba(path)[..., :3]
+    rgb = images_lib.read_rgba(path)[..., :3]
     h, w = rgb.shape[:2]
     if h % extra_factor or w % extra_factor:
       raise DataError(f"{path}: downsampling factor {extra_factor} does not divide the image size {w}x{h}")

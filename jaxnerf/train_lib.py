@@ -171,7 +171,10 @@ def prepare_workdir(config, workdir):
     except (OSError, ValueError, KeyError, TypeError):
       raise WorkdirError(f"{saved_path}: not a jaxnerf run config; use another --workdir") from None
     saved_model = flax.traverse_util.flatten_dict(saved_model, sep=".") if isinstance(saved_model, dict) else {}
-    current = flax.traverse_util.flatten_dict(json.loads(config.model.to_json_best_effort()), sep=".")
+    flat_model = lambda c: flax.traverse_util.flatten_dict(json.loads(c.model.to_json_best_effort()), sep=".")
+    # Fields added to the schema after the run was made count at their defaults, which is how the run behaved.
+    saved_model = {**flat_model(config_lib.base_config()), **saved_model}
+    current = flat_model(config)
     changed = sorted(k for k in set(saved_model) | set(current) if saved_model.get(k) != current.get(k))
     if changed:
       diffs = ", ".join(f"model.{k}={saved_model.get(k)!r} there, {current.get(k)!r} here" for k in changed)

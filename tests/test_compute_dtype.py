@@ -1,4 +1,5 @@
 """model.compute_dtype=bfloat16: matmuls with bfloat16 inputs and float32 accumulation, float32 everything else."""
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from jaxnerf import fields
 from jaxnerf import model as model_lib
 from jaxnerf import train_lib
 from jaxnerf.errors import ConfigError
+from jaxnerf.errors import WorkdirError
 from conftest import REPO
 from test_model import random_rays
 from test_model import small_config
@@ -116,3 +118,16 @@ def test_bfloat16_steps_on_eight_devices_match_one_device(tmp_path):
     assert len(eight.files) == len(leaves)
     for i, leaf in enumerate(leaves):
       np.testing.assert_allclose(eight[f"arr_{i}"], leaf, rtol=1e-4, atol=1e-5)
+
+
+def test_runs_made_before_the_new_model_fields_still_open(tmp_path):
+  """A run whose config.json predates model.compute_dtype, model.mip and the SIREN switches behaved as their
+  defaults do: it resumes and evaluates with them, and a non-default value is reported as another model."""
+  config = tiny_config(1)
+  old = json.loads(config.to_json_best_effort())
+  del old["model"]["compute_dtype"], old["model"]["mip"], old["model"]["mlp"]["activation"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  train_lib.prepare_workdir(config, str(tmp_path))
+  config.model.compute_dtype = "bfloat16"
+  with pytest.raises(WorkdirError, match=r"model.compute_dtype='float32' there, 'bfloat16' here"):
+    train_lib.prepare_workdir(config, str(tmp_path))

@@ -3,7 +3,7 @@ orbit for inward-facing ones (Blender, spherified captures). Poses are [..., 3, 
 the OpenGL convention of rays.py (the camera looks down its -z axis)."""
 import numpy as np
 
-from jaxnerf.data import llff
+from jaxnerf.data import poses as poses_lib
 
 
 def spiral_path(poses, bounds, num_frames, num_rotations=2, z_rate=0.5, radius_percentile=90):
@@ -14,7 +14,7 @@ def spiral_path(poses, bounds, num_frames, num_rotations=2, z_rate=0.5, radius_p
   scene depths weighted towards the far end, as in the NeRF paper's LLFF videos.
 
   Args:
-    poses: [N, 3, 4] training poses, recentred (llff.recenter_poses), so the average camera is the identity.
+    poses: [N, 3, 4] training poses, recentred (poses_lib.recenter_poses), so the average camera is the identity.
     bounds: [N, 2] near and far scene depths of the views, in the poses' scale.
     num_frames: number of poses on the path.
     num_rotations: turns of the spiral.
@@ -23,8 +23,8 @@ def spiral_path(poses, bounds, num_frames, num_rotations=2, z_rate=0.5, radius_p
   Returns:
     [num_frames, 3, 4] poses.
   """
-  average = llff.average_pose(poses)
-  up = llff.normalize(poses[:, :, 1].sum(0))
+  average = poses_lib.average_pose(poses)
+  up = poses_lib.normalize(poses[:, :, 1].sum(0))
   near, far = 0.9 * bounds.min(), 5.0 * bounds.max()
   far_weight = 0.75
   focus_depth = 1.0 / ((1.0 - far_weight) / near + far_weight / far)
@@ -34,7 +34,7 @@ def spiral_path(poses, bounds, num_frames, num_rotations=2, z_rate=0.5, radius_p
   local = np.stack([np.cos(theta), -np.sin(theta), -np.sin(theta * z_rate)], axis=-1) * radii  # [F, 3]
   positions = average[:, 3] + local @ average[:, :3].T
   focus = average[:, 3] - focus_depth * average[:, 2]
-  return np.stack([llff.look_at_frame(p - focus, up, p) for p in positions])
+  return np.stack([poses_lib.look_at_frame(p - focus, up, p) for p in positions])
 
 
 def orbit_path(poses, num_frames):
@@ -49,15 +49,15 @@ def orbit_path(poses, num_frames):
   Returns:
     [num_frames, 3, 4] poses.
   """
-  centre = llff.nearest_point_to_axes(poses)
-  axis = llff.normalize(poses[:, :, 1].sum(0))
+  centre = poses_lib.nearest_point_to_axes(poses)
+  axis = poses_lib.normalize(poses[:, :, 1].sum(0))
   offsets = poses[:, :, 3] - centre
   height = np.mean(offsets @ axis)
   radius = np.mean(np.linalg.norm(offsets - np.outer(offsets @ axis, axis), axis=-1))
   # Two unit vectors spanning the circle's plane, starting from the first camera's side.
   start = offsets[0] - (offsets[0] @ axis) * axis
-  u = llff.normalize(start) if np.linalg.norm(start) > 1e-6 else llff.normalize(np.cross(axis, [0.1, 0.2, 0.3]))
+  u = poses_lib.normalize(start if np.linalg.norm(start) > 1e-6 else np.cross(axis, [0.1, 0.2, 0.3]))
   v = np.cross(axis, u)
   theta = np.linspace(0.0, 2.0 * np.pi, num_frames, endpoint=False)
   positions = centre + height * axis + radius * (np.cos(theta)[:, None] * u + np.sin(theta)[:, None] * v)
-  return np.stack([llff.look_at_frame(p - centre, axis, p) for p in positions])
+  return np.stack([poses_lib.look_at_frame(p - centre, axis, p) for p in positions])

@@ -60,6 +60,102 @@ def pinhole_rays(x, y, focal, principal_point, cam_to_world, pixel_center=True, 
   return Rays(origins=origins, directions=directions, viewdirs=viewdirs, radii=radii)
 
 
+CAMERA_MODELS = ("pinhole", "opencv", "opencv_fisheye")
+# Distortion coefficients of a view, one layout for every model: OpenCV's radial-tangential model uses k1, k2, k3,
+# p1, p2 (k4 = 0); the fisheye model uses k1..k4 (p1 = p2 = 0).
+DISTORTION_KEYS = ("k1", "k2", "k3", "k4", "p1", "p2")
+UNDISTORT_ITERATIONS = 10
+
+
+def distort_opencv(x, y, distortion, xnp=np):
+  """OpenCV's radial-tangential model on normalised image coordinates (x right, y down, at depth 1).
+
+  Args:
+    x, y: [...] undistorted coordinates.
+    distortion: [..., 6] coefficients in DISTORTION_KEYS order.
+
+  Returns:
+    the distorted x, y and the Jacobian entries d(xd)/dx, d(xd)/dy, d(yd)/dx, d(yd)/dy, all [...].
+  """
+  k1, k2, k3, _, p1, p2 = (distortion[..., i] for i in range(6))
+  r2 = x * x + y * y
+  radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+  radial_r2 = k1 + r2 * (2.0 * k2 + 3.0 * r2 * k3)  # d radial / d r2
+  xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+  yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+  xd_x = radial + 2.0 * x * x * radial_r2 + 2.0 * p1 * y + 6.0 * p2 * x
+  xd_y = 2.0 * x * y * radial_r2 + 2.0 * p1 * x + 2.0 * p2 * y
+  yd_x = 2.0 * x * y * radial_r2 + 2.0 * p2 * y + 2.0 * p1 * x
+  yd_y = radial + 2.0 * y * y * radial_r2 + 2.0 * p2 * x + 6.0 * p1 * y
+  return xd, yd, xd_x, xd_y, yd_x, yd_y
+
+
+def undistort(xd, yd, distortion, camera_model, iterations=UNDISTORT_ITERATIONS, xnp=np):
+  """Invert a lens model by Newton's method: the normalised pinhole coordinates that the lens maps to (xd, yd).
+
+  Args:
+    xd, yd: [...] distorted normalised image coordinates ((pixel - principal point) / focal, y down).
+    distortion: [..., 6] coefficients in DISTORTION_KEYS order.
+    camera_model: "opencv" (radial-tangential, Newton in 2D from the distorted point) or "opencv_fisheye"
+      (equidistant: Newton on the angle from the axis, then tan of it).
+
+  Returns:
+    x, y: [...] undistorted coordinates, in the dtype of xd.
+  """
+  if camera_model == "opencv":
+    x, y = xd, yd
+    for _ in range(iterations):
+      fx, fy, fx_x, fx_y, fy_x, fy_y = distort_opencv(x, y, distortion, xnp=xnp)
+      fx, fy = fx - xd, fy - yd
+      determinant = fx_x * fy_y - fx_y * fy_x
+      safe = xnp.where(xnp.abs(determinant) > 1e-12, determinant, 1.0)
+      x = x - xnp.where(xnp.abs(determinant) > 1e-12, (fx * fy_y - fy * fx_y) / safe, 0.0)
+      y = y - xnp.where(xnp.abs(determinant) > 1e-12, (fy * fx_x - fx * fy_x) / safe, 0.0)
+    return x, y
+  if camera_model == "opencv_fisheye":
+    k1, k2, k3, k4 = (distortion[..., i] for i in range(4))
+    radius_d = xnp.sqrt(xd * xd + yd * yd)
+    theta = xnp.minimum(radius_d, np.pi / 2 - 1e-3)
+    for _ in range(iterations):
+      t2 = theta * theta
+      residual = theta * (1.0 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4)))) - radius_d
+      slope = 1.0 + t2 * (3.0 * k1 + t2 * (5.0 * k2 + t2 * (7.0 * k3 + t2 * 9.0 * k4)))
+      theta = xnp.clip(theta - residual / slope, 0.0, np.pi / 2 - 1e-3)
+    # tan(theta) / theta_d -> 1 at the centre, where the ratio would be 0 / 0.
+    near_centre = radius_d < 1e-7
+    scale = xnp.where(near_centre, 1.0, xnp.tan(theta) / xnp.where(near_centre, 1.0, radius_d))
+    return (xd * scale).astype(xd.dtype), (yd * scale).astype(yd.dtype)
+  raise ValueError(f"camera model {camera_model!r}: expected one of {CAMERA_MODELS}")
+
+
+def lens_rays(x, y, intrinsics, cam_to_world, distortion=None, camera_model="pinhole", pixel_center=True, xnp=np):
+  """Rays through pixels of a camera with per-view intrinsics and a lens model.
+
+  Args:
+    x, y: [...] pixel column and row indices (float).
+    intrinsics: [..., 4] (fx, fy, cx, cy) in pixels, broadcastable against x.
+    cam_to_world: [..., 3, 4].
+    distortion: [..., 6] coefficients in DISTORTION_KEYS order, or None for a pinhole camera.
+    camera_model: one of CAMERA_MODELS; pixel coordinates are undistorted iteratively in their own dtype.
+
+  Returns:
+    Rays of shape [..., 3], radii [..., 1] (mip-NeRF's cone for the mean focal length, see pinhole_rays). With
+    fx = fy = focal and the principal point at the centre, exactly pinhole_rays.
+  """
+  offset = 0.5 if pixel_center else 0.0
+  fx, fy, cx, cy = (intrinsics[..., i] for i in range(4))
+  u, v = (x + offset - cx) / fx, (y + offset - cy) / fy
+  if camera_model != "pinhole":
+    u, v = undistort(u, v, distortion, camera_model, xnp=xnp)
+  cam_dirs = xnp.stack([u, -v, -xnp.ones_like(u)], axis=-1)  # [..., 3]
+  rotation = cam_to_world[..., :3, :3]
+  directions = xnp.sum(cam_dirs[..., None, :] * rotation, axis=-1)
+  origins = xnp.broadcast_to(cam_to_world[..., :3, 3], directions.shape)
+  viewdirs = directions / xnp.linalg.norm(directions, axis=-1, keepdims=True)
+  radii = (xnp.ones_like(u) / (np.sqrt(3.0) * 0.5 * (fx + fy)))[..., None].astype(directions.dtype)
+  return Rays(origins=origins, directions=directions, viewdirs=viewdirs, radii=radii)
+
+
 def image_rays(height, width, focal, cam_to_world, pixel_center=True, xnp=np):
   """All rays of one image, principal point at the image centre.
 

@@ -2,7 +2,7 @@
 import numpy as np
 
 from jaxnerf import camera_paths
-from jaxnerf.data import llff
+from jaxnerf.data import poses as poses_lib
 
 
 def assert_rigid(poses):
@@ -16,7 +16,7 @@ def test_orbit_of_cameras_on_a_circle_is_that_circle():
   centre, radius, height = np.array([0.3, -0.2, 0.1]), 4.0, 2.0
   angles = np.linspace(0, 2 * np.pi, 9, endpoint=False) + 0.2
   positions = centre + np.stack([radius * np.cos(angles), radius * np.sin(angles), np.full(9, height)], axis=-1)
-  poses = np.stack([llff.look_at_frame(p - centre, np.array([0.0, 0.0, 1.0]), p) for p in positions])
+  poses = np.stack([poses_lib.look_at_frame(p - centre, np.array([0.0, 0.0, 1.0]), p) for p in positions])
   path = camera_paths.orbit_path(poses, 40)
   assert path.shape == (40, 3, 4)
   assert_rigid(path)

@@ -9,6 +9,7 @@ from PIL import Image
 from conftest import REPO, random_rotation
 from jaxnerf import rays as rays_lib
 from jaxnerf.data import llff
+from jaxnerf.data import poses as poses_lib
 from jaxnerf.errors import DataError
 
 SHARED_FERN = os.path.join(REPO, "..", "shared", "data", "nerf_llff_data", "fern")
@@ -60,9 +61,9 @@ def test_llff_axes_to_opengl():
 
 def test_recentring_is_idempotent_and_centres_the_average_pose(rng):
   poses = random_poses(rng)
-  recentred = llff.recenter_poses(poses)
-  np.testing.assert_allclose(llff.average_pose(recentred), np.eye(3, 4), atol=1e-12)
-  np.testing.assert_allclose(llff.recenter_poses(recentred), recentred, atol=1e-12)
+  recentred = poses_lib.recenter_poses(poses)
+  np.testing.assert_allclose(poses_lib.average_pose(recentred), np.eye(3, 4), atol=1e-12)
+  np.testing.assert_allclose(poses_lib.recenter_poses(recentred), recentred, atol=1e-12)
   # Recentring is a rigid change of frame: distances between cameras and relative rotations are kept.
   def distances(p):
     return np.linalg.norm(p[:, None, :, 3] - p[None, :, :, 3], axis=-1)
@@ -75,11 +76,11 @@ def test_recentring_is_idempotent_and_centres_the_average_pose(rng):
 def test_average_pose_of_a_known_rig():
   # Three cameras at x = -1, 0, 1 all looking down -z: the average is the middle one.
   poses = np.stack([np.concatenate([np.eye(3), [[x], [2.0], [3.0]]], axis=1) for x in (-1.0, 0.0, 1.0)])
-  np.testing.assert_allclose(llff.average_pose(poses), poses[1], atol=1e-12)
+  np.testing.assert_allclose(poses_lib.average_pose(poses), poses[1], atol=1e-12)
 
 
 def look_at_centre(position, centre, up):
-  return llff.look_at_frame(position - centre, up, position)
+  return poses_lib.look_at_frame(position - centre, up, position)
 
 
 def test_spherify_puts_cameras_on_the_unit_sphere_facing_the_centre(rng):
@@ -89,7 +90,7 @@ def test_spherify_puts_cameras_on_the_unit_sphere_facing_the_centre(rng):
   positions = centre + radius * directions / np.linalg.norm(directions, axis=-1, keepdims=True)
   poses = np.stack([look_at_centre(p, centre, np.array([0.0, 0.0, 1.0])) for p in positions])
   bounds = np.tile([[2.0, 4.0]], (12, 1))
-  np.testing.assert_allclose(llff.nearest_point_to_axes(poses), centre, atol=1e-9)
+  np.testing.assert_allclose(poses_lib.nearest_point_to_axes(poses), centre, atol=1e-9)
   spherified, new_bounds = llff.spherify_poses(poses, bounds)
   np.testing.assert_allclose(np.linalg.norm(spherified[:, :, 3], axis=-1), 1.0, atol=1e-9)
   # Each camera still looks at the centre, now the origin: its back axis points along its position.
@@ -166,5 +167,5 @@ def test_fern_split_and_camera():
   assert len(train) == 17
   # All 20 recentred poses average to the identity camera; NDC rays of the train views start on z = -1.
   everything = np.concatenate([train.cam_to_world, test.cam_to_world]).astype(np.float64)
-  np.testing.assert_allclose(llff.average_pose(everything), np.eye(3, 4), atol=1e-5)
+  np.testing.assert_allclose(poses_lib.average_pose(everything), np.eye(3, 4), atol=1e-5)
   np.testing.assert_allclose(train.image_rays(0).origins[..., 2], -1.0, atol=1e-5)

@@ -12,6 +12,10 @@ import numpy as np
 
 from jaxnerf.data import blender
 from jaxnerf.data import images as images_lib
+from jaxnerf.data.poses import nearest_point_to_axes
+from jaxnerf.data.poses import normalize
+from jaxnerf.data.poses import recenter_poses
+from jaxnerf.data.poses import to_homogeneous
 from jaxnerf.data.views import Views
 from jaxnerf.data.views import check_pose
 from jaxnerf.errors import DataError
@@ -19,10 +23,6 @@ from jaxnerf.errors import DataError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # The nearest scene bound lands at 1 / BOUND_MARGIN = 1.33 after scaling, safely beyond the NDC near plane at 1.
 BOUND_MARGIN = 0.75
-
-
-def normalize(v):
-  return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
 def read_poses_bounds(path):
@@ -53,40 +53,6 @@ def read_poses_bounds(path):
 def llff_to_opengl(poses):
   """[..., 3, >=4] poses with [down, right, back] rotation columns -> [..., 3, 4] with [right, up, back]."""
   return np.concatenate([poses[..., 1:2], -poses[..., 0:1], poses[..., 2:4]], axis=-1)
-
-
-def look_at_frame(back, up, position):
-  """The [3, 4] camera-to-world matrix at `position` whose +z axis is along `back` and whose +y axis is as close
-  to `up` as possible (OpenGL: the camera looks down -back)."""
-  back = normalize(back)
-  right = normalize(np.cross(up, back))
-  return np.stack([right, np.cross(back, right), back, position], axis=-1)
-
-
-def average_pose(poses):
-  """The mean camera of [N, 3, 4] poses: at the mean position, looking along the mean viewing direction, with
-  the mean up vector. Returns [3, 4]."""
-  return look_at_frame(poses[:, :, 2].sum(0), poses[:, :, 1].sum(0), poses[:, :, 3].mean(0))
-
-
-def to_homogeneous(poses):
-  """[..., 3, 4] -> [..., 4, 4]."""
-  bottom = np.broadcast_to(np.array([0.0, 0.0, 0.0, 1.0]), poses.shape[:-2] + (1, 4))
-  return np.concatenate([poses, bottom], axis=-2)
-
-
-def recenter_poses(poses):
-  """Express [N, 3, 4] poses in the frame of their average pose, so that the average camera sits at the origin
-  looking down -z (the frame NDC rays assume). Recentring recentred poses changes nothing."""
-  world_from_average = to_homogeneous(average_pose(poses))
-  return (np.linalg.inv(world_from_average) @ to_homogeneous(poses))[:, :3, :]
-
-
-def nearest_point_to_axes(poses):
-  """The point with the least summed squared distance to the optical axes of [N, 3, 4] poses. Returns [3]."""
-  directions = normalize(poses[:, :, 2])
-  projectors = np.eye(3) - directions[:, :, None] * directions[:, None, :]  # onto each axis's normal plane
-  return np.linalg.solve(projectors.sum(0), (projectors @ poses[:, :, 3, None]).sum(0))[:, 0]
 
 
 def spherify_poses(poses, bounds):

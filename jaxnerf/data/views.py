@@ -22,12 +22,12 @@ def check_pose(pose, where, field="camera pose", shapes=((3, 4), (4, 4))):
 
 @dataclasses.dataclass
 class Views:
-  """A set of posed images that share one pinhole camera model.
+  """A set of posed images of one size and camera model, each view with its own intrinsics.
 
   Attributes:
     images: [num_views, height, width, 3] float32 colours in [0, 1].
     cam_to_world: [num_views, 3, 4] float32 camera-to-world matrices (OpenGL convention, see rays.py).
-    focal: focal length in pixels.
+    focal: nominal focal length in pixels (NDC rays and views without `intrinsics` use it).
     near, far: distance bounds along the rays.
     names: source image of each view, e.g. "test/r_25".
     pixel_center: rays through pixel centres rather than corners.
@@ -36,6 +36,10 @@ class Views:
     alpha: [num_views, height, width] float32 opacity of RGBA images, which `images` holds composited onto
       `background`; lets training recomposite them onto other backgrounds.
     background: the RGB colour transparent pixels were composited onto.
+    intrinsics: [num_views, 4] float32 (fx, fy, cx, cy) in pixels at the loaded size; None (the default) fills
+      in `focal` and the image centre.
+    camera_model: "pinhole", "opencv" or "opencv_fisheye" (rays.CAMERA_MODELS).
+    distortion: [num_views, 6] float32 lens coefficients in rays.DISTORTION_KEYS order; None fills in zeros.
   """
   images: np.ndarray
   cam_to_world: np.ndarray
@@ -48,6 +52,18 @@ class Views:
   bounds: Optional[np.ndarray] = None
   alpha: Optional[np.ndarray] = None
   background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
+  intrinsics: Optional[np.ndarray] = None
+  camera_model: str = "pinhole"
+  distortion: Optional[np.ndarray] = None
+
+  def __post_init__(self):
+    if self.intrinsics is None:
+      self.intrinsics = np.tile(np.array([self.focal, self.focal, self.width / 2, self.height / 2], np.float32),
+                                (len(self), 1))
+    if self.distortion is None:
+      self.distortion = np.zeros((len(self), len(rays_lib.DISTORTION_KEYS)), np.float32)
+    self.intrinsics = np.asarray(self.intrinsics, np.float32)
+    self.distortion = np.asarray(self.distortion, np.float32)
 
   @property
   def height(self):
@@ -62,29 +78,31 @@ class Views:
 
   def pixel_rays(self, view, x, y):
     """Rays through pixels (x, y) of views `view`; all [...] integer arrays. Returns [..., 3] float32 Rays."""
-    rays = rays_lib.pinhole_rays(
-        x.astype(np.float32), y.astype(np.float32), np.float32(self.focal),
-        (np.float32(self.width / 2), np.float32(self.height / 2)), self.cam_to_world[view],
-        self.pixel_center, xnp=np)
+    rays = rays_lib.lens_rays(x.astype(np.float32), y.astype(np.float32), self.intrinsics[view],
+                              self.cam_to_world[view], self.distortion[view], self.camera_model, self.pixel_center,
+                              xnp=np)
     return self._to_ndc(rays, self.width, self.height, self.focal)
 
   def image_rays(self, view):
     """All rays of one view: [height, width, 3] Rays."""
-    return self.camera_rays(self.cam_to_world[view])
+    return self.camera_rays(self.cam_to_world[view], view=view)
 
-  def camera_rays(self, cam_to_world, factor=1):
-    """All rays of a camera with this camera model at any pose, e.g. along a video path.
+  def camera_rays(self, cam_to_world, factor=1, view=0):
+    """All rays of a camera with the camera model of view `view` at any pose, e.g. along a video path.
 
     Args:
       cam_to_world: [3, 4].
-      factor: integer downsampling of the image size (and focal length).
+      factor: integer downsampling of the image size (and of the focal lengths and principal point).
+      view: whose intrinsics and lens distortion to use.
 
     Returns:
       [height / factor, width / factor, 3] Rays.
     """
     height, width, focal = self.height // factor, self.width // factor, self.focal / factor
-    rays = rays_lib.image_rays(height, width, np.float32(focal), np.asarray(cam_to_world, np.float32),
-                               self.pixel_center, xnp=np)
+    x, y = rays_lib.pixel_grid(height, width, xnp=np)
+    intrinsics = self.intrinsics[view] / np.float32(factor)
+    rays = rays_lib.lens_rays(x, y, intrinsics, np.asarray(cam_to_world, np.float32), self.distortion[view],
+                              self.camera_model, self.pixel_center, xnp=np)
     return self._to_ndc(rays, width, height, focal)
 
   def _to_ndc(self, rays, width, height, focal):

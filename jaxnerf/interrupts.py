@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 EXIT_CODE = 130  # the shell's code for a command stopped by SIGINT; it stops `train.py && eval.py`
 
@@ -20,6 +21,7 @@ _graceful_handlers = []  # callables; the last one gets the next Ctrl-C, and ret
 _partial_files = set()
 _before_exit = []  # callables(message) run before the process ends (telling the other processes of a job)
 _describe = [lambda: "stopped"]
+_counts = {"thread": 0, "python": 0}  # Ctrl-Cs seen by the thread and by the Python-level handler
 _installed = False
 
 
@@ -39,24 +41,33 @@ def install(describe):
     return
   reader, writer = socket.socketpair()
   writer.setblocking(False)
-  # The C-level handler writes the signal number to `writer` at once; the Python-level handler (which would run
-  # only when the main thread returns to Python) does nothing.
+  # The C-level handler writes the signal number to `writer` at once, for the thread; the Python-level handler runs
+  # only when the main thread returns to Python, and acts only if the thread did not (another library, such as an
+  # event loop, may have taken the wakeup fd over).
   signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-  signal.signal(signal.SIGINT, lambda signum, frame: None)
+  signal.signal(signal.SIGINT, _python_level_handler)
   threading.Thread(target=_watch, args=(reader, writer), name="ctrl-c", daemon=True).start()
   _installed = True
-
-
-def installed():
-  return _installed
 
 
 def _watch(reader, writer):
   del writer  # kept referenced while the thread lives: the wakeup fd must stay open
   while True:
     data = reader.recv(64)
-    if signal.SIGINT in data:
+    for _ in range(data.count(signal.SIGINT)):
+      _counts["thread"] += 1
       _on_interrupt()
+
+
+def _python_level_handler(signum, frame):
+  del signum, frame
+  _counts["python"] += 1
+  deadline = time.monotonic() + 0.5
+  while _counts["thread"] < _counts["python"] and time.monotonic() < deadline:
+    time.sleep(0.01)
+  if _counts["thread"] < _counts["python"]:  # the thread never heard of it
+    _counts["thread"] += 1
+    _on_interrupt()
 
 
 def _on_interrupt():

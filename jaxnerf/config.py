@@ -27,6 +27,17 @@ def base_config():
   config.data.llff_hold = 8  # every llff_hold-th photo (0, 8, 16, ...) is held out for test and val
   config.data.ndc = False  # sample forward-facing scenes in normalised device coordinates (near 0, far 1)
   config.data.spherify = False  # recentre inward-facing 360-degree captures on a sphere (use with ndc False)
+  # transforms.json captures (Instant-NGP, nerfstudio; data.dataset = "transforms"):
+  config.data.transforms = ml_collections.ConfigDict()
+  config.data.transforms.hold = 8  # every hold-th frame is held out for test and val, unless the file lists a split
+  config.data.transforms.normalize = True  # orient (mean up to +z), centre and scale (cameras within radius 1)
+  config.data.transforms.centre = "auto"  # "axes" (point nearest the optical axes), "cameras" (their mean), "auto"
+  config.data.transforms.near = -1.0  # ray bounds in the normalised scene; negative: from the camera layout
+  config.data.transforms.far = -1.0
+  # Recorded by the loader into the run's config.json: the normalisation (row-major 4x4, input frame -> scene) and
+  # the held-out frames.
+  config.data.transforms.scene_from_world = ()
+  config.data.transforms.test_frames = ()
 
   config.model = ml_collections.ConfigDict()
   config.model.sampler = "hierarchical"  # "hierarchical" (NeRF), "proposal" (mip-NeRF 360) or "mip" (mip-NeRF)

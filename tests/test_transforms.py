@@ -201,3 +201,45 @@ def test_folder_without_a_transforms_file(tmp_path):
     transforms.load_split(str(tmp_path), "train")
   with pytest.raises(ConfigError, match="data.transforms.hold"):
     transforms.load_split(str(tmp_path), "train", hold=1)
+
+
+def test_colmap_model_built_from_known_cameras_reads_back(tmp_path):
+  pycolmap = pytest.importorskip("pycolmap")
+  root = tmp_path / "scene"
+  (root / "images").mkdir(parents=True)
+  reconstruction = pycolmap.Reconstruction()
+  params = [50.0, 55.0, 15.5, 11.0, 0.01, -0.002, 0.001, 0.0005]
+  camera = pycolmap.Camera(model="OPENCV", width=32, height=24, params=params, camera_id=1)
+  reconstruction.add_camera_with_trivial_rig(camera)
+  rng = np.random.default_rng(0)
+  expected = {}
+  for image_id in range(1, 5):
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    cam_from_world = np.concatenate([q, rng.normal(size=(3, 1))], axis=1)
+    name = f"photo_{image_id}.png"
+    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(root / "images" / name)
+    image = pycolmap.Image(name=name, camera_id=1, image_id=image_id)
+    reconstruction.add_image_with_trivial_frame(image, pycolmap.Rigid3d(cam_from_world))
+    # OpenGL camera-to-world, written out: centre -R^T t, axes R^T with y and z flipped.
+    pose = np.eye(4)
+    pose[:3, :3] = q.T * [1, -1, -1]
+    pose[:3, 3] = -q.T @ cam_from_world[:, 3]
+    expected[f"images/photo_{image_id}"] = pose[:3]
+  (root / "sparse" / "0").mkdir(parents=True)
+  reconstruction.write(str(root / "sparse" / "0"))
+  views = transforms.load_split(str(root), "train", hold=1000, normalize=False, near=0.1, far=9.0)
+  assert views.names == [f"images/photo_{i}" for i in range(2, 5)] and views.camera_model == "opencv"
+  for name, pose in zip(views.names, views.cam_to_world):
+    np.testing.assert_allclose(pose, expected[name], atol=1e-6)
+  np.testing.assert_allclose(views.intrinsics, np.tile(params[:4], (3, 1)), rtol=1e-6)
+  np.testing.assert_allclose(views.distortion[0], [0.01, -0.002, 0, 0, 0.001, 0.0005], rtol=1e-6)
+  # A projected point lands where pycolmap projects it.
+  point = np.array([0.3, -0.2, 4.0])
+  world_point = np.linalg.inv(np.vstack([np.concatenate([q, cam_from_world[:, 3:]], 1), [0, 0, 0, 1]]))[:3] @ [
+      *point, 1.0]
+  pixel = np.asarray(camera.img_from_cam(point[None]))[0]
+  rays = views.pixel_rays(np.array([2]), np.array([int(pixel[0])]), np.array([int(pixel[1])]))
+  direction = world_point - rays.origins[0]
+  cosine = direction @ rays.viewdirs[0] / np.linalg.norm(direction)
+  assert cosine > np.cos(1.5 / 50.0)  # within a pixel or so of the ray through the pixel containing it

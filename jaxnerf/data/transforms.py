@@ -1,4 +1,5 @@
-"""Captures described by one transforms.json (Instant-NGP and nerfstudio), with real camera models.
+"""Captures described by one transforms.json (Instant-NGP and nerfstudio), or by a COLMAP model in sparse/0 (read
+as the same document, see colmap.py), with real camera models.
 
 The file holds global camera keys and a list of `frames`, each with a `file_path` and a 4x4 camera-to-world
 `transform_matrix` in the OpenGL convention of rays.py (both tools write that). Camera keys, global or per frame
@@ -11,8 +12,9 @@ Split: nerfstudio's `train_filenames` / `test_filenames` (and `val_filenames`) w
 frame in file order (0, hold, 2 hold, ...) is held out for test and val.
 
 The scene is normalised (poses.normalize_scene) so the mean camera up is +z, the capture is centred and the farthest
-camera is at distance 1; the transform is recorded in the run's config.json (data.transforms.scene_from_world)
-so that outputs map back to the file's frame. Instant-NGP's `scale`, `offset` and `aabb_scale` (its own scaling
+camera is at distance 1; near and far come from the camera layout, or from the depths of COLMAP's points
+(`points_depth` of each frame, which process_data.py writes) when present. The transform is recorded in the
+run's config.json (data.transforms.scene_from_world) so that outputs map back to the file's frame. Instant-NGP's `scale`, `offset` and `aabb_scale` (its own scaling
 into its unit cube, and the size of its box) and nerfstudio's `applied_transform` (already applied to the
 transform matrices) are therefore not needed and are ignored.
 """
@@ -22,6 +24,7 @@ import os
 import numpy as np
 
 from jaxnerf import rays as rays_lib
+from jaxnerf.data import colmap
 from jaxnerf.data import poses as poses_lib
 from jaxnerf.data.blender import composite_on_background
 from jaxnerf.data.blender import downsample_premultiplied
@@ -133,9 +136,15 @@ def split_of(meta, names, split, hold, json_path):
   return list(np.flatnonzero(~held_out if split == "train" else held_out))
 
 
-def read_frames(json_path):
-  """The parsed file, its frames and the global camera keys, checked for shape."""
-  meta = read_json(json_path, "an Instant-NGP or nerfstudio transforms.json")
+def read_frames(data_dir):
+  """The scene's description (its path, parsed content, frames and global camera keys), checked for shape:
+  transforms.json, or else a COLMAP model in sparse/0 with its photos in images/."""
+  json_path = os.path.join(data_dir, FILE_NAME)
+  model_dir = os.path.join(data_dir, "sparse", "0")
+  if not os.path.exists(json_path) and os.path.isdir(model_dir):
+    meta = colmap.reconstruction_document(colmap.read_model(model_dir), "images", where=model_dir)
+    return model_dir, meta, meta["frames"], {k: meta[k] for k in CAMERA_KEYS if k in meta}
+  meta = read_json(json_path, "an Instant-NGP or nerfstudio transforms.json (or a COLMAP model in sparse/0)")
   if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
     raise DataError(f"{json_path}: expected an object with a list of 'frames'")
   if not meta["frames"]:
@@ -143,7 +152,17 @@ def read_frames(json_path):
   for i, frame in enumerate(meta["frames"]):
     if not isinstance(frame, dict) or "file_path" not in frame or "transform_matrix" not in frame:
       raise DataError(f"{json_path}: frame {i} needs 'file_path' and a 4x4 'transform_matrix'")
-  return meta, meta["frames"], {k: meta[k] for k in CAMERA_KEYS if k in meta}
+  return json_path, meta, meta["frames"], {k: meta[k] for k in CAMERA_KEYS if k in meta}
+
+
+def points_depths(frames):
+  """[N, 2] near and far depths of the 3D points each frame sees (`points_depth`, written from COLMAP models),
+  or None unless every frame has a well-formed pair."""
+  pairs = [frame.get("points_depth") for frame in frames]
+  if not all(isinstance(p, list) and len(p) == 2 and all(is_number(v) for v in p) and 0 < p[0] < p[1] < 1e30
+             for p in pairs):
+    return None
+  return np.asarray(pairs, np.float64)
 
 
 def frame_pose(frame, where):
@@ -175,14 +194,13 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
     Views with per-view intrinsics and lens distortion, and `scene_from_world` [4, 4] (the normalisation) and
     `split_names` (the frames of each split).
   """
-  json_path = os.path.join(data_dir, FILE_NAME)
   if not os.path.isdir(data_dir):
     raise DataError(f"{data_dir}: data directory not found")
   if hold < 2:
     raise ConfigError(f"config.data.transforms.hold: expected an integer >= 2, got {hold}")
   if centre not in CENTRES:
     raise ConfigError(f"config.data.transforms.centre: expected one of {CENTRES}, got {centre!r}")
-  meta, frames, global_camera = read_frames(json_path)
+  json_path, meta, frames, global_camera = read_frames(data_dir)
   paths, all_poses = [], []
   for i, frame in enumerate(frames):
     paths.append(scene_relative_path(frame["file_path"], f"{json_path}: frame {i}: 'file_path'"))
@@ -195,6 +213,10 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
   if normalize:
     scene_from_world, all_poses = poses_lib.normalize_scene(all_poses, centre)
     auto_near, auto_far = INWARD_BOUNDS if poses_lib.axes_are_convergent(all_poses) else FORWARD_BOUNDS
+    depths = points_depths(frames)
+    if depths is not None:  # COLMAP's points: a margin around the depths they are seen at
+      scale = np.cbrt(np.linalg.det(scene_from_world[:3, :3]))
+      auto_near, auto_far = 0.5 * scale * depths[:, 0].min(), 1.5 * scale * depths[:, 1].max()
     near, far = (near if near >= 0 else auto_near), (far if far >= 0 else auto_far)
   if not near < far:
     raise ConfigError(f"config.data.transforms.near/far: expected near < far, got {near} and {far}")

@@ -120,7 +120,7 @@ def run_colmap(image_dir, names, work_dir, camera_model, matcher):
 
   def next_image():
     registered[0] += 1
-    print(f"\r  images registered: {registered[0]}", end="", flush=True)
+    print(f"\r  photos registered after the initial pair: {registered[0]}", end="", flush=True)
 
   sparse_dir = os.path.join(work_dir, "sparse")
   os.makedirs(sparse_dir, exist_ok=True)

@@ -32,7 +32,8 @@ def parse_args(argv):
   parser.add_argument("--images", help="folder of photos (.png, .jpg)")
   parser.add_argument("--video", help="video file to take frames from instead")
   parser.add_argument("--frames", type=int, default=100, help="number of frames taken from --video")
-  parser.add_argument("--colmap_model", help="convert this COLMAP sparse model (with --images) instead of running COLMAP")
+  parser.add_argument("--colmap_model",
+                      help="convert this COLMAP sparse model (with --images) instead of running COLMAP")
   parser.add_argument("--output", required=True, help="scene folder to write")
   parser.add_argument("--camera_model", default="OPENCV", choices=sorted(colmap.CAMERA_MODELS),
                       help="COLMAP camera model, one shared by all photos")

@@ -14,9 +14,9 @@ frame in file order (0, hold, 2 hold, ...) is held out for test and val.
 The scene is normalised (poses.normalize_scene) so the mean camera up is +z, the capture is centred and the farthest
 camera is at distance 1; near and far come from the camera layout, or from the depths of COLMAP's points
 (`points_depth` of each frame, which process_data.py writes) when present. The transform is recorded in the
-run's config.json (data.transforms.scene_from_world) so that outputs map back to the file's frame. Instant-NGP's `scale`, `offset` and `aabb_scale` (its own scaling
-into its unit cube, and the size of its box) and nerfstudio's `applied_transform` (already applied to the
-transform matrices) are therefore not needed and are ignored.
+run's config.json (data.transforms.scene_from_world) so that outputs map back to the file's frame. Instant-NGP's
+`scale`, `offset` and `aabb_scale` (its own scaling into its unit cube, and the size of its box) and nerfstudio's
+`applied_transform` (already applied to the transform matrices) are therefore not needed and are ignored.
 """
 import math
 import os

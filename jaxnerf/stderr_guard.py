@@ -29,7 +29,9 @@ def last_checkpoint_note(workdir):
     return "see the workdir for the last checkpoint"
   directory = os.path.join(workdir, "checkpoints")
   steps = [int(name) for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(directory) else []
-  return f"the last checkpoint in {workdir} is step {max(steps)}" if steps else f"there is no checkpoint in {workdir} yet"
+  if not steps:
+    return f"there is no checkpoint in {workdir} yet"
+  return f"the last checkpoint in {workdir} is step {max(steps)}"
 
 
 def filter_stream(source, sink, workdir):

@@ -198,13 +198,15 @@ class StopRequest:
 
   With several processes, JAX's preemption service catches SIGTERM on any of them and picks one step at which all
   stop together (they must, since saving is collective), and Ctrl-C on one of them raises SIGTERM there; alone, a
-  Python handler sets a flag. A second Ctrl-C ends the process at once (see interrupts.py): a save it cuts short
-  leaves only orbax's temporary folder, which the next start removes.
+  Python handler sets a flag. A second Ctrl-C, or one before the first step is done (while it compiles), ends the
+  process at once (see interrupts.py): a save it cuts short leaves only orbax's temporary folder, which the next
+  start removes.
   """
 
   def __init__(self):
     self.requested = False
     self.interrupted = False  # by Ctrl-C, rather than SIGTERM
+    self.stepped = False  # a step has run since the start: before that, Ctrl-C has nothing to save and stops at once
 
   def __enter__(self):
     self._previous = None
@@ -217,6 +219,7 @@ class StopRequest:
 
   def at(self, step):
     """Whether to stop after `step`; called by every process at every step."""
+    self.stepped = True
     if jax.process_count() > 1:
       return multihost_utils.reached_preemption_sync_point(step)
     return self.requested
@@ -230,8 +233,8 @@ class StopRequest:
     self.requested = True
 
   def _handle_interrupt(self):
-    if self.interrupted:
-      return False  # the second Ctrl-C: do not wait for the save
+    if self.interrupted or not self.stepped:
+      return False  # the second Ctrl-C, or one while the first step compiles: do not wait
     self.interrupted = True
     if jax.process_count() > 1:
       os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption service, which stops every process together

@@ -86,9 +86,10 @@ def test_fuzzed_scene_file_through_train_py(tmp_path, scene_format):
     checked += 1
 
 
-def start(script, workdir, *args):
+def start(script, workdir, *args, tiny=True):
   env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(REPO, "tests"), os.environ.get("PYTHONPATH", "")]))
-  return subprocess.Popen([sys.executable, os.path.join(REPO, script), f"--workdir={workdir}", *TINY, *args],
+  return subprocess.Popen([sys.executable, os.path.join(REPO, script), f"--workdir={workdir}",
+                           *(TINY if tiny else ()), *args],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
@@ -163,13 +164,16 @@ def test_ctrl_c_saves_training_and_stops_eval_and_render_without_partial_files(t
 
 
 def test_ctrl_c_during_startup_prints_one_line_at_once(tmp_path):
-  proc = start("train.py", str(tmp_path / "run"))
-  time.sleep(3.0)  # importing JAX, loading the scene or compiling
+  workdir = str(tmp_path / "run")
+  proc = start("train.py", workdir, tiny=False)  # the demo's paper model: compiling its step takes a while
+  time.sleep(4.0)  # importing JAX, loading the scene or compiling
   interrupted_at = time.time()
   code, stderr = interrupt(proc)
   assert code == 130 and time.time() - interrupted_at < 5
-  assert last_line(stderr).startswith("interrupted (Ctrl-C): stopped"), stderr[-2000:]
+  assert stderr.replace("\r", "\n").strip().splitlines()[-1] == (
+      f"interrupted (Ctrl-C): stopped; there is no checkpoint in {workdir} yet; run the same command to continue")
   assert len([l for l in stderr.replace("\r", "\n").splitlines() if l and not l.startswith("training")]) == 1
+  assert "Traceback" not in stderr and not glob.glob(os.path.join(workdir, "checkpoints", "*"))
 
 
 def two_processes(workdir, per_process_args=((), ())):

@@ -4,6 +4,7 @@ Orbax writes each checkpoint into a temporary directory and renames it when comp
 during a save leaves the previous checkpoints usable; leftovers of such a save are removed on the next start.
 Arrays are stored with tensorstore and metadata as JSON: nothing is unpickled on restore.
 """
+import dataclasses
 import os
 
 import jax
@@ -47,13 +48,37 @@ def restore_latest(mngr, template, step=None):
   elif step not in mngr.all_steps():
     raise WorkdirError(f"{mngr.directory}: no checkpoint of step {step} (there are: "
                        f"{', '.join(map(str, sorted(mngr.all_steps()))) or 'none'})")
-  stored = _param_shapes(mngr.item_metadata(step)["params"])
+  metadata = mngr.item_metadata(step)
+  stored = _param_shapes(metadata["params"])
   expected = _param_shapes(template.params)
   if stored != expected:
     name = sorted(set(stored) ^ set(expected)) or [k for k in sorted(stored) if stored[k] != expected[k]]
     raise WorkdirError(f"{mngr.directory}/{step}: checkpoint does not fit this config's model (parameter "
                        f"{name[0]}: {stored.get(name[0])} stored, {expected.get(name[0])} expected)")
-  return mngr.restore(step, args=ocp.args.StandardRestore(template))
+  if all(field.name in metadata for field in dataclasses.fields(template)):
+    return mngr.restore(step, args=ocp.args.StandardRestore(template))
+  # Written before some fields of the state existed (e.g. the occupancy grid): those keep the template's values.
+  stored_tree = mngr.restore(step, args=ocp.args.StandardRestore(None))
+  paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+  leaves = []
+  for path, leaf in paths_and_leaves:
+    value = _find(stored_tree, path)
+    leaves.append(leaf if value is None else jax.device_put(jnp.asarray(value, leaf.dtype), leaf.sharding))
+  return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _find(tree, path):
+  """The value at a key path (attribute, dict key or sequence index) in a restored tree of dicts and lists, or
+  None if it is not there."""
+  for key in path:
+    if isinstance(key, jax.tree_util.SequenceKey):
+      tree = tree[key.idx] if isinstance(tree, (list, tuple)) and key.idx < len(tree) else None
+    else:
+      name = key.name if isinstance(key, jax.tree_util.GetAttrKey) else key.key
+      tree = tree.get(name) if isinstance(tree, dict) else None
+    if tree is None:
+      return None
+  return tree
 
 
 def _param_shapes(tree):

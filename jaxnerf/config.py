@@ -1,12 +1,13 @@
 """The one config schema. Files in configs/ start from `base_config()` and change values, never add fields.
 
 Groups: `data` (what scene and how it is loaded), `model` (sampler and field, with a subgroup for each kind),
-`loss` (weights of the loss terms), `train` (optimisation, batching, checkpointing, logging), `eval` (test
-rendering).
+`occupancy` (the grid that lets renders skip empty space), `loss` (weights of the loss terms), `train`
+(optimisation, batching, checkpointing, logging), `eval` (test rendering).
 """
 import ml_collections
 
 import jaxnerf
+from jaxnerf import sampling
 from jaxnerf.errors import ConfigError
 
 
@@ -34,6 +35,8 @@ def base_config():
   config.data.transforms.centre = "auto"  # "axes" (point nearest the optical axes), "cameras" (their mean), "auto"
   config.data.transforms.near = -1.0  # ray bounds in the normalised scene; negative: from the camera layout
   config.data.transforms.far = -1.0
+  # > 0: instead of data.factor, the integer factor that brings the photos' long side nearest this many pixels
+  config.data.transforms.long_side = 0
   # Recorded by the loader into the run's config.json: the normalisation (row-major 4x4, input frame -> scene) and
   # the held-out frames.
   config.data.transforms.scene_from_world = ()
@@ -44,6 +47,11 @@ def base_config():
   config.model.field = "mlp"  # the field with colour: "mlp" (NeRF) or "hash" (Instant-NGP)
   config.model.density_noise = 0.0  # std of noise added to raw density while training
   config.model.compute_dtype = "float32"  # "bfloat16": MLP matmuls in bfloat16, float32 accumulation and params
+  # Unbounded scenes (mip-NeRF 360): fields see space beyond radius 1 contracted into radius 2 (contraction.py),
+  # hash fields then cover all of space instead of data.scene_box.
+  config.model.contraction = False
+  # First samples evenly spaced in "linear" t, "disparity" 1/t, or "linear_then_disparity" (beyond t = 1)
+  config.model.spacing = "linear"
 
   config.model.hierarchical = ml_collections.ConfigDict()
   config.model.hierarchical.num_coarse_samples = 64
@@ -92,6 +100,15 @@ def base_config():
   config.model.hash.color_depth = 2  # hidden layers of the colour MLP
   config.model.hash.sh_degree = 4  # spherical-harmonics bands of the view direction
   config.model.hash.density_activation = "trunc_exp"
+
+  config.occupancy = ml_collections.ConfigDict()  # a grid of the finest field's density over data.scene_box
+  config.occupancy.resolution = 128  # cells per axis; kept in the training state, refreshed while training
+  config.occupancy.update_every = 16  # steps between refreshes
+  config.occupancy.cells_per_update = 2**18  # cells refreshed per update (a sweep; 128^3 takes 8 updates)
+  config.occupancy.decay = 0.95  # every cell's density decays by this factor per update
+  config.occupancy.threshold = 0.01  # occupied: density above min(threshold, the grid's mean)
+  config.occupancy.skip_empty = False  # renders (eval, videos, validation) evaluate fields in occupied cells only
+  config.occupancy.skip_budget = 0.25  # samples per field call when skipping, as a fraction of a chunk's samples
 
   config.loss = ml_collections.ConfigDict()
   config.loss.coarse_rgb_weight = 1.0  # colour loss of earlier levels that render colour (NeRF's coarse level)
@@ -168,6 +185,18 @@ def validate(config, device_count):
       (d.llff_hold >= 2, "data.llff_hold", f"an integer >= 2, got {d.llff_hold}"),
       (0 <= d.near < d.far, "data.near/far", f"0 <= near < far, got {d.near} and {d.far}"),
       (config.eval.chunk > 0 and config.eval.stride > 0, "eval.chunk/stride", "positive values"),
+      (config.occupancy.resolution >= 1 and config.occupancy.update_every >= 1 and
+       config.occupancy.cells_per_update >= 1, "occupancy.resolution/update_every/cells_per_update",
+       "positive values"),
+      (0.0 < config.occupancy.decay <= 1.0, "occupancy.decay", f"in (0, 1], got {config.occupancy.decay}"),
+      (0.0 < config.occupancy.skip_budget <= 1.0, "occupancy.skip_budget",
+       f"a fraction in (0, 1], got {config.occupancy.skip_budget}"),
+      (m.spacing in sampling.SPACINGS, "model.spacing", f"one of {sampling.SPACINGS}, got {m.spacing!r}"),
+      (not m.hierarchical.lindisp or m.spacing in ("linear", "disparity"), "model.hierarchical.lindisp",
+       f"False with model.spacing={m.spacing!r} (lindisp is the 'disparity' spacing)"),
+      (not (m.contraction and m.sampler == "mip"), "model.contraction",
+       "False with the mip sampler (the renderer passes mip-NeRF's frustums as diagonal covariances, and the "
+       "contraction's Jacobian needs full ones)"),
       (config.eval.lpips_net in ("", "alex", "vgg"), "eval.lpips_net",
        f"'alex', 'vgg' or '' (no LPIPS), got {config.eval.lpips_net!r}"),
   ]

@@ -19,7 +19,8 @@ from jaxnerf.errors import WorkdirError
 
 
 def restore_trained(config, workdir, step=None):
-  """The model of `config` and the latest training state in workdir (or the one saved at `step`).
+  """The model of `config` and the latest training state in workdir (or the one saved at `step`), with an
+  occupancy grid computed from the field if the checkpoint has none.
 
   Raises WorkdirError if workdir holds no checkpoint, or a run or checkpoint of another model.
   """
@@ -32,6 +33,8 @@ def restore_trained(config, workdir, step=None):
     state = checkpoints.restore_latest(mngr, template, step)
   if state is None:
     raise WorkdirError(f"{workdir}: no checkpoint to render (train first, with the same --workdir)")
+  if not np.any(np.asarray(state.density_grid)):  # written before the occupancy grid was kept with the state
+    state = state.replace(density_grid=train_lib.full_grid(model, config, state.params, jax.random.key(0)))
   return model, state
 
 
@@ -53,7 +56,7 @@ def evaluate(config, workdir):
     lpips_of = lpips_lib.make_lpips(config.eval.lpips_net)
   model, state = restore_trained(config, workdir)
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
-  variables = {"params": state.params}
+  variables = render.render_variables(state, config.occupancy)
 
   eval_dir = os.path.join(workdir, "eval")
   lead = train_lib.is_lead_process()

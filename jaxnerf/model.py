@@ -16,6 +16,7 @@ from jaxnerf import compositing
 from jaxnerf import cones
 from jaxnerf import fields
 from jaxnerf import hash_encoding
+from jaxnerf import occupancy
 from jaxnerf import sampling
 from jaxnerf.errors import ConfigError
 
@@ -23,6 +24,7 @@ from jaxnerf.errors import ConfigError
 class Level(NamedTuple):
   samples: sampling.Samples  # [num_rays, num_samples] t and [num_rays, num_samples + 1] edges
   out: compositing.Composite  # rgb None for density-only fields
+  field_calls: Any = None  # [] int: calls of the field on compacted samples (renders that skip empty space)
 
 
 class Renderer(nn.Module):
@@ -35,6 +37,8 @@ class Renderer(nn.Module):
     density_noise: std of noise added to raw density while training.
     background: default RGB where rays are not fully absorbed.
     cones: give the fields each interval's conical frustum as cones.Gaussians (mip-NeRF) instead of its point.
+    scene_box: the box an occupancy grid covers (hash fields are empty outside it).
+    skip_budget: with an occupancy grid, samples per field call, as a fraction of the rays' samples.
   """
   fields: Sequence[nn.Module]
   samplers: Sequence[Any]
@@ -42,8 +46,10 @@ class Renderer(nn.Module):
   density_noise: float = 0.0
   background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
   cones: bool = False
+  scene_box: Tuple[float, ...] = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)
+  skip_budget: float = 0.25
 
-  def __call__(self, rays, near, far, key, randomized, background=None) -> List[Level]:
+  def __call__(self, rays, near, far, key, randomized, background=None, occupied=None) -> List[Level]:
     """Render a batch of rays.
 
     Args:
@@ -52,6 +58,8 @@ class Renderer(nn.Module):
       key: PRNG key (used only when randomized).
       randomized: jitter samples and add density noise (training).
       background: None (the default colour) or [3] / [num_rays, 3] colours.
+      occupied: None, or an [R, R, R] bool occupancy grid over scene_box: the fields are evaluated only at samples
+        in occupied cells, the others have zero density (occupancy.evaluate_occupied).
 
     Returns:
       One Level per sampler, coarse to fine, with [num_rays, ...] fields.
@@ -67,14 +75,50 @@ class Renderer(nn.Module):
         points = cones.frustum_gaussians(rays.origins, rays.directions, rays.radii, samples.edges)
       else:
         points = rays.origins[..., None, :] + samples.t[..., None] * rays.directions[..., None, :]
-      rgb, raw_density = field(points, rays.viewdirs)
+      calls = None
+      if occupied is None:
+        rgb, raw_density = field(points, rays.viewdirs)
+      else:
+        means = points.means if self.cones else points
+        # Hash fields are empty outside the box; the paper's MLP is not, so samples outside it are kept.
+        mask = occupancy.lookup(occupied, means, self.scene_box, outside=not _empty_outside_box(field))
+        budget = max(1, int(self.skip_budget * mask.size))
+        unbound, variables = field.unbind()
+        rgb, raw_density, calls = occupancy.evaluate_occupied(
+            lambda p, d: unbound.apply(variables, p, d), points, rays.viewdirs, mask, budget,
+            fields.EMPTY_RAW_DENSITY)
       if randomized and self.density_noise > 0:
         raw_density = raw_density + self.density_noise * jax.random.normal(keys[2 * i + 1], raw_density.shape)
       density = field.density_activation(raw_density)
       out = compositing.composite(rgb, density, samples.t, samples.edges, rays.directions, background)
-      levels.append(Level(samples, out))
+      levels.append(Level(samples, out, calls))
       previous = (samples, out.weights)
     return levels
+
+  def field_at(self, points, viewdirs=None):
+    """The finest level's field at points: (rgb [..., 3], or None without viewdirs, and density [...]).
+
+    Args:
+      points: [..., 3].
+      viewdirs: None or [..., 3] unit directions, one per point.
+    """
+    field = self.fields[self.level_fields[-1]]
+    batch_shape = points.shape[:-1]
+    flat = points.reshape(-1, 1, 3)
+    # Fields take one direction per ray; without viewdirs the colour is computed for an arbitrary one and dropped.
+    dirs = jnp.broadcast_to(jnp.asarray([0.0, 0.0, 1.0], points.dtype), (flat.shape[0], 3)) if viewdirs is None \
+        else viewdirs.reshape(-1, 3)
+    if self.cones:  # a point is a frustum of no extent
+      flat = cones.Gaussians(flat, jnp.zeros_like(flat))
+    rgb, raw_density = field(flat, dirs)
+    density = field.density_activation(raw_density).reshape(batch_shape)
+    if viewdirs is None or rgb is None:
+      return None, density
+    return rgb.reshape(*batch_shape, 3), density
+
+
+def _empty_outside_box(field):
+  return isinstance(field, (fields.HashField, fields.HashDensityField))
 
 
 def mlp_field(config):
@@ -86,7 +130,7 @@ def mlp_field(config):
       density_activation=_density_activation(m.density_activation, "model.mlp.density_activation"),
       siren_trunk=_is_siren(m.activation, "model.mlp.activation"),
       siren_color=_is_siren(m.color_activation, "model.mlp.color_activation"), siren_w0=m.siren_w0,
-      compute_dtype=compute_dtype(config))
+      compute_dtype=compute_dtype(config), contraction=config.model.contraction)
 
 
 def _is_siren(name, field_name):
@@ -104,7 +148,7 @@ def hash_field(config):
       scene_box=tuple(config.data.scene_box), density_width=h.density_width, geo_features=h.geo_features,
       color_width=h.color_width, color_depth=h.color_depth, sh_degree=h.sh_degree,
       density_activation=_density_activation(h.density_activation, "model.hash.density_activation"),
-      compute_dtype=compute_dtype(config))
+      compute_dtype=compute_dtype(config), contraction=config.model.contraction)
 
 
 def proposal_field(config):
@@ -112,7 +156,8 @@ def proposal_field(config):
   return fields.HashDensityField(
       encoding=hash_encoding.HashEncoding(p.num_levels, p.features_per_level, p.log2_table_size, p.min_resolution,
                                           p.max_resolution),
-      scene_box=tuple(config.data.scene_box), width=p.width, compute_dtype=compute_dtype(config))
+      scene_box=tuple(config.data.scene_box), width=p.width, compute_dtype=compute_dtype(config),
+      contraction=config.model.contraction)
 
 
 # config.model.field -> a function config -> field module.
@@ -145,7 +190,7 @@ def hierarchical_levels(config, make_field):
   """The NeRF paper's levels: stratified coarse samples, then hierarchical fine samples, each with its own field
   (only the coarse level when num_fine_samples is 0)."""
   h = config.model.hierarchical
-  samplers = [sampling.Stratified(h.num_coarse_samples, h.lindisp)]
+  samplers = [sampling.Stratified(h.num_coarse_samples, h.lindisp, config.model.spacing)]
   if h.num_fine_samples > 0:
     samplers.append(sampling.Hierarchical(h.num_fine_samples))
   return LevelLayout([make_field(config) for _ in samplers], samplers, list(range(len(samplers))))
@@ -156,15 +201,15 @@ def proposal_levels(config, make_field):
   p = config.model.proposal
   counts = list(p.num_samples) + [p.num_final_samples]
   return LevelLayout([proposal_field(config) for _ in p.num_samples] + [make_field(config)],
-                     [sampling.Intervals(n) for n in counts], list(range(len(counts))))
+                     [sampling.Intervals(n, config.model.spacing) for n in counts], list(range(len(counts))))
 
 
 def mip_levels(config, make_field):
   """mip-NeRF's levels: stratified intervals, then intervals resampled from their blurred weights, both seen as
   conical frustums by one shared field."""
   m = config.model.mip
-  samplers = [sampling.Intervals(m.num_coarse_samples),
-              sampling.BlurredIntervals(m.num_fine_samples, m.resample_padding)]
+  samplers = [sampling.Intervals(m.num_coarse_samples, config.model.spacing),
+              sampling.BlurredIntervals(m.num_fine_samples, m.resample_padding, config.model.spacing)]
   return LevelLayout([make_field(config)], samplers, [0, 0], cones=True)
 
 
@@ -186,4 +231,5 @@ def build_model(config):
   background = (1.0, 1.0, 1.0) if config.data.white_background else (0.0, 0.0, 0.0)
   return Renderer(fields=tuple(levels.fields), samplers=tuple(levels.samplers),
                   level_fields=tuple(levels.level_fields), density_noise=m.density_noise, background=background,
-                  cones=levels.cones)
+                  cones=levels.cones, scene_box=tuple(config.data.scene_box),
+                  skip_budget=config.occupancy.skip_budget)

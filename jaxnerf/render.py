@@ -8,22 +8,41 @@ import functools
 import jax
 import numpy as np
 
+from jaxnerf import occupancy
 from jaxnerf import rays as rays_lib
 from jaxnerf import sharding
+
+
+def render_variables(state, occupancy_config):
+  """What a render chunk takes from a TrainState: the parameters and, when occupancy_config.skip_empty, the
+  occupied cells of its occupancy grid."""
+  variables = {"params": state.params}
+  if occupancy_config.skip_empty:
+    variables["occupied"] = occupancy.occupied(state.density_grid, occupancy_config.threshold)
+  return variables
 
 
 def make_render_chunk(model, near, far):
   """A jitted function (variables, rays) -> dict of rgb [n, 3], depth, disparity and acc [n] from the finest
   level, rendered deterministically (no jitter, no noise). Rays are split over sharding.data_mesh() (n a
-  multiple of its size), variables replicated; the outputs are replicated, i.e. gathered to every device."""
+  multiple of its size), variables replicated; the outputs are replicated, i.e. gathered to every device.
+
+  With an occupancy grid in the variables (render_variables), the fields are evaluated only in occupied cells and
+  the dict also has `field_calls` [], the calls of the fields on compacted samples (more than one per level when a
+  level's occupied samples overflow Renderer.skip_budget)."""
   mesh = sharding.data_mesh()
 
   @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh)),
                      out_shardings=sharding.replicated(mesh))
   def render_chunk(variables, rays):
-    levels = model.apply(variables, rays, near, far, jax.random.key(0), randomized=False)
+    variables = dict(variables)
+    occupied = variables.pop("occupied", None)
+    levels = model.apply(variables, rays, near, far, jax.random.key(0), randomized=False, occupied=occupied)
     finest = levels[-1].out
-    return {"rgb": finest.rgb, "depth": finest.depth, "disparity": finest.disparity, "acc": finest.acc}
+    out = {"rgb": finest.rgb, "depth": finest.depth, "disparity": finest.disparity, "acc": finest.acc}
+    if occupied is not None:
+      out["field_calls"] = sum(level.field_calls for level in levels)
+    return out
 
   return render_chunk
 
@@ -38,7 +57,8 @@ def render_rays(render_chunk, variables, rays, chunk):
       chunk is padded so that every call has the same shape (one compilation).
 
   Returns:
-    dict of numpy arrays: rgb [..., 3], depth, disparity and acc [...].
+    dict of numpy arrays: rgb [..., 3], depth, disparity and acc [...] (and field_calls [], summed over the
+    chunks, when render_chunk skips empty space).
   """
   batch_shape = rays.origins.shape[:-1]
   flat = jax.tree.map(lambda x: np.asarray(x, np.float32).reshape(-1, x.shape[-1]), rays)
@@ -52,9 +72,12 @@ def render_rays(render_chunk, variables, rays, chunk):
     if pad:
       piece = jax.tree.map(lambda x: np.pad(x, ((0, pad), (0, 0)), mode="edge"), piece)
     result = render_chunk(variables, sharding.from_same_on_all(mesh, rays_lib.Rays(*piece)))
-    outputs.append(jax.tree.map(lambda x: np.asarray(x)[:chunk - pad], result))
-  joined = jax.tree.map(lambda *xs: np.concatenate(xs, axis=0), *outputs)
-  return jax.tree.map(lambda x: x.reshape(*batch_shape, *x.shape[1:]), joined)
+    outputs.append({name: np.asarray(x) if np.ndim(x) == 0 else np.asarray(x)[:chunk - pad]
+                    for name, x in result.items()})
+  joined = {name: sum(out[name] for out in outputs) if np.ndim(outputs[0][name]) == 0 else
+            np.concatenate([out[name] for out in outputs], axis=0).reshape(*batch_shape, *outputs[0][name].shape[1:])
+            for name in outputs[0]}
+  return joined
 
 
 def depth_to_image(depth, acc, near, far):

@@ -29,6 +29,7 @@ from jaxnerf import interrupts
 from jaxnerf import losses as losses_lib
 from jaxnerf import metrics as metrics_lib
 from jaxnerf import model as model_lib
+from jaxnerf import occupancy
 from jaxnerf import rays as rays_lib
 from jaxnerf import render
 from jaxnerf import sharding
@@ -46,6 +47,7 @@ class TrainState:
   key: jnp.ndarray  # [2] uint32 raw key data; the key of step i is fold_in(key, i)
   nonfinite_streak: jnp.ndarray  # [] int32, steps in a row skipped for a non-finite loss or gradient
   nonfinite_total: jnp.ndarray  # [] int32, all skipped steps
+  density_grid: jnp.ndarray  # [R, R, R] float32, the occupancy grid's densities (occupancy.py)
 
 
 def learning_rate_schedule(train_config):
@@ -98,7 +100,7 @@ def create_train_state(config, model, optimizer):
     zero = jnp.zeros((), jnp.int32)
     return TrainState(step=zero, params=params, opt_state=optimizer.init(params),
                       key=jax.random.key_data(jax.random.fold_in(key, 1)), nonfinite_streak=zero,
-                      nonfinite_total=zero)
+                      nonfinite_total=zero, density_grid=jnp.zeros((config.occupancy.resolution,) * 3, jnp.float32))
 
   return create()
 
@@ -110,9 +112,11 @@ def make_train_step(model, optimizer, config):
   loss over the global batch makes XLA all-reduce the gradients.
 
   A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
-  advances the step (the next step sees the next batch) and is counted in the state.
+  advances the step (the next step sees the next batch) and is counted in the state. Every
+  config.occupancy.update_every steps the occupancy grid is refreshed from the new parameters.
   """
   near, far = config.data.near, config.data.far
+  grid = config.occupancy
 
   def loss_fn(params, batch, key):
     background, target = None, batch["rgb"]
@@ -139,9 +143,15 @@ def make_train_step(model, optimizer, config):
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     keep_if_finite = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     skipped = (~finite).astype(jnp.int32)
+    params = keep_if_finite(params, state.params)
+    density_grid = jax.lax.cond(
+        state.step % grid.update_every == 0,
+        lambda g: refresh_grid(model, config, params, g, jax.random.fold_in(key, 1 << 20),
+                               state.step // grid.update_every, grid.decay),
+        lambda g: g, state.density_grid)
     new_state = state.replace(
-        step=state.step + 1, params=keep_if_finite(params, state.params),
-        opt_state=keep_if_finite(opt_state, state.opt_state),
+        step=state.step + 1, params=params, opt_state=keep_if_finite(opt_state, state.opt_state),
+        density_grid=density_grid,
         nonfinite_streak=(state.nonfinite_streak + 1) * skipped, nonfinite_total=state.nonfinite_total + skipped)
     metrics = {"loss": loss, "psnr": metrics_lib.psnr_from_mse(terms.pop("mse")),
                "psnr_coarse": metrics_lib.psnr_from_mse(terms.pop("mse_coarse")), "grad_norm": grad_norm,
@@ -149,6 +159,28 @@ def make_train_step(model, optimizer, config):
     return new_state, metrics
 
   return train_step
+
+
+def refresh_grid(model, config, params, grid, key, update, decay):
+  """occupancy.refresh of the [R, R, R] grid from the finest field of `model` with `params`."""
+  return occupancy.refresh(
+      grid, lambda points: model.apply({"params": params}, points, method=model.field_at)[1], config.data.scene_box,
+      key, update, config.occupancy.cells_per_update, decay)
+
+
+def full_grid(model, config, params, key):
+  """A whole occupancy grid from the field at once: every cell's density at one random point inside it (for
+  checkpoints written before the grid was part of the training state)."""
+  resolution = config.occupancy.resolution
+  updates = -(-resolution**3 // config.occupancy.cells_per_update)
+
+  @jax.jit
+  def fill(params, key):
+    return jax.lax.fori_loop(
+        0, updates, lambda i, g: refresh_grid(model, config, params, g, jax.random.fold_in(key, i), i, 1.0),
+        jnp.zeros((resolution,) * 3, jnp.float32))
+
+  return fill(params, key)
 
 
 def prepare_workdir(config, workdir):
@@ -310,7 +342,7 @@ def train_and_evaluate(config, workdir):
         progress.set_postfix(loss=f"{step_metrics['loss']:.4f}", psnr=f"{step_metrics['psnr']:.2f}",
                              rays_per_s=f"{rays_per_sec:.0f}")
       if val_views is not None and done % config.train.val_every == 0:
-        _log_validation(writer, render_chunk, state.params, val_views, config, done)
+        _log_validation(writer, render_chunk, state, val_views, config, done)
       stopping = stop.at(done)
       if done % config.train.checkpoint_every == 0 or done == config.train.max_steps or stopping:
         checkpoints.save(mngr, done, state)
@@ -327,10 +359,11 @@ def train_and_evaluate(config, workdir):
   return state
 
 
-def _log_validation(writer, render_chunk, params, views, config, step):
+def _log_validation(writer, render_chunk, state, views, config, step):
   """Render the first validation view into TensorBoard (writer None: render only, to take part in the
   collective render on a process that does not write)."""
-  out = render.render_rays(render_chunk, {"params": params}, views.image_rays(0), config.eval.chunk)
+  out = render.render_rays(render_chunk, render.render_variables(state, config.occupancy), views.image_rays(0),
+                           config.eval.chunk)
   if writer is None:
     return
   psnr = float(metrics_lib.psnr_from_mse(np.mean((out["rgb"] - views.images[0]) ** 2)))

@@ -1,0 +1,118 @@
+"""An occupancy grid over the scene box (Instant-NGP): which cells hold density, so that renders skip empty space.
+
+The grid keeps, per cell, an exponential moving average of the finest field's density at random points of the
+cell; training refreshes a sweep of cells every few steps (`refresh`) and the grid is part of the training state.
+A cell is occupied when its value exceeds min(threshold, mean of the grid) (`occupied`). Rendering evaluates the
+fields only at samples in occupied cells: those samples are compacted into a fixed budget (static shapes), in as
+many passes as they need (`evaluate_occupied`); the other samples get zero density, which changes a render only by
+the light that cells below the threshold would absorb.
+"""
+import jax
+import jax.numpy as jnp
+
+
+def cell_points(cells, resolution, scene_box, key=None):
+  """Points in grid cells: their centres, or uniform random points inside them when `key` is given.
+
+  Args:
+    cells: [n] int32 flat cell indices (x-major: index = (i * R + j) * R + k).
+    resolution: R, cells per axis.
+    scene_box: (min_x, min_y, min_z, max_x, max_y, max_z).
+    key: PRNG key or None.
+
+  Returns:
+    [n, 3] points in the scene's coordinates.
+  """
+  ijk = jnp.stack([cells // (resolution * resolution), (cells // resolution) % resolution, cells % resolution], -1)
+  offset = 0.5 if key is None else jax.random.uniform(key, ijk.shape)
+  lo, hi = jnp.asarray(scene_box[:3], jnp.float32), jnp.asarray(scene_box[3:], jnp.float32)
+  return lo + (ijk + offset) / resolution * (hi - lo)
+
+
+def refresh(grid, density_fn, scene_box, key, update, num_cells, decay=0.95):
+  """One moving-average update: every cell decays, then `num_cells` cells, the next part of a sweep over the grid,
+  take the max of that and the density at a random point inside them.
+
+  Args:
+    grid: [R, R, R] float32 densities.
+    density_fn: points [n, 3] -> densities [n].
+    scene_box: the box the grid covers.
+    key: PRNG key for the points inside the cells.
+    update: [] int, how many updates came before (which part of the sweep this one refreshes).
+    num_cells: cells refreshed per update (static).
+    decay: factor applied to every cell per update.
+
+  Returns:
+    The updated [R, R, R] grid.
+  """
+  resolution, total = grid.shape[0], grid.size
+  parts = -(-total // num_cells)
+  cells = (jnp.arange(num_cells, dtype=jnp.int32) + (update % parts) * num_cells) % total
+  density = density_fn(cell_points(cells, resolution, scene_box, key))
+  return (grid * decay).reshape(-1).at[cells].max(density).reshape(grid.shape)
+
+
+def occupied(grid, threshold):
+  """[R, R, R] bool: cells whose density exceeds min(threshold, the grid's mean) (Instant-NGP's rule: early in
+  training, when all densities are small, the mean keeps the grid from emptying)."""
+  return grid > jnp.minimum(threshold, jnp.mean(grid))
+
+
+def lookup(occupied_cells, points, scene_box, outside):
+  """Whether points lie in occupied cells.
+
+  Args:
+    occupied_cells: [R, R, R] bool.
+    points: [..., 3].
+    scene_box: the box the grid covers.
+    outside: the answer for points outside the box (False for fields that are empty there).
+
+  Returns:
+    [...] bool.
+  """
+  resolution = occupied_cells.shape[0]
+  lo, hi = jnp.asarray(scene_box[:3], points.dtype), jnp.asarray(scene_box[3:], points.dtype)
+  unit = (points - lo) / (hi - lo)
+  inside = jnp.all((unit >= 0.0) & (unit <= 1.0), axis=-1)
+  ijk = jnp.clip(jnp.floor(unit * resolution).astype(jnp.int32), 0, resolution - 1)
+  return jnp.where(inside, occupied_cells[ijk[..., 0], ijk[..., 1], ijk[..., 2]], outside)
+
+
+def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_density):
+  """A field evaluated only where `mask` holds, `budget` samples per call.
+
+  Args:
+    field_fn: (points [m, 1, 3] (or a pytree of [m, 1, ...] arrays, e.g. cones.Gaussians), viewdirs [m, 3]) ->
+      (rgb [m, 1, 3] or None, raw density [m, 1]).
+    points: [n, s, 3] (or a pytree of [n, s, ...] arrays).
+    viewdirs: [n, 3].
+    mask: [n, s] bool, the samples to evaluate.
+    budget: samples per call of field_fn (static).
+    empty_raw_density: raw density given to the other samples (zero density after the activation).
+
+  Returns:
+    rgb [n, s, 3] (zero where not evaluated) or None, raw density [n, s], and the number of calls made.
+  """
+  n, s = mask.shape
+  flat_points = jax.tree.map(lambda a: a.reshape(n * s, 1, *a.shape[2:]), points)
+  flat_mask = mask.reshape(-1)
+  rank = jnp.cumsum(flat_mask.astype(jnp.int32)) - 1  # position of each selected sample among the selected
+  count = rank[-1] + 1
+  has_color = jax.eval_shape(field_fn, jax.tree.map(lambda a: a[:1], flat_points), viewdirs[:1])[0] is not None
+
+  def one_call(carry):
+    calls, rgb, raw = carry
+    chosen = flat_mask & (rank >= calls * budget) & (rank < (calls + 1) * budget)
+    (index,) = jnp.nonzero(chosen, size=budget, fill_value=n * s)
+    safe = jnp.minimum(index, n * s - 1)
+    call_rgb, call_raw = field_fn(jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // s])
+    raw = raw.at[index].set(call_raw[:, 0], mode="drop")
+    if has_color:
+      rgb = rgb.at[index].set(call_rgb[:, 0], mode="drop")
+    return calls + 1, rgb, raw
+
+  rgb = jnp.zeros((n * s, 3), jnp.float32) if has_color else jnp.zeros((0,), jnp.float32)
+  raw = jnp.full((n * s,), empty_raw_density, jnp.float32)
+  calls, rgb, raw = jax.lax.while_loop(lambda carry: carry[0] * budget < count, one_call,
+                                       (jnp.zeros((), jnp.int32), rgb, raw))
+  return (rgb.reshape(n, s, 3) if has_color else None), raw.reshape(n, s), calls

@@ -1,0 +1,213 @@
+import math
+import tempfile
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxnerf import checkpoints
+from jaxnerf import model as model_lib
+from jaxnerf import occupancy
+from jaxnerf import train_lib
+from test_model import random_rays
+from test_model import small_config
+
+BOX = (-1.0, -0.5, 0.0, 1.0, 1.5, 3.0)  # unequal sides catch swapped axes
+
+
+def numpy_cell_of(points, resolution, box):
+  """Brute force: the (i, j, k) cell of each point, or None outside the box (float64)."""
+  lo, hi = np.asarray(box[:3]), np.asarray(box[3:])
+  out = []
+  for p in np.asarray(points, np.float64).reshape(-1, 3):
+    if np.any(p < lo) or np.any(p > hi):
+      out.append(None)
+      continue
+    ijk = tuple(min(int(math.floor((p[a] - lo[a]) / (hi[a] - lo[a]) * resolution)), resolution - 1) for a in range(3))
+    out.append(ijk)
+  return out
+
+
+def test_cell_points_centres_and_random_points_stay_in_their_cells():
+  resolution = 5
+  cells = np.arange(resolution**3)
+  centres = np.asarray(occupancy.cell_points(jnp.asarray(cells, jnp.int32), resolution, BOX))
+  lo, hi = np.asarray(BOX[:3]), np.asarray(BOX[3:])
+  i, j, k = cells // 25, (cells // 5) % 5, cells % 5
+  expected = lo + (np.stack([i, j, k], -1) + 0.5) / resolution * (hi - lo)
+  np.testing.assert_allclose(centres, expected, atol=1e-6)
+  jittered = occupancy.cell_points(jnp.asarray(cells, jnp.int32), resolution, BOX, jax.random.key(3))
+  assert numpy_cell_of(jittered, resolution, BOX) == list(zip(i, j, k))
+
+
+def cell_index_density(resolution, box):
+  """A density that depends only on the cell a point is in: 1 + its flat index."""
+  lo, hi = jnp.asarray(box[:3]), jnp.asarray(box[3:])
+
+  def density(points):
+    ijk = jnp.clip(jnp.floor((points - lo) / (hi - lo) * resolution).astype(jnp.int32), 0, resolution - 1)
+    return 1.0 + ((ijk[:, 0] * resolution + ijk[:, 1]) * resolution + ijk[:, 2]).astype(jnp.float32)
+
+  return density
+
+
+def test_refresh_against_numpy_sweep():
+  resolution, num_cells, decay = 4, 24, 0.5  # 64 cells, 24 per update: the sweep wraps around
+  density = cell_index_density(resolution, BOX)
+  grid = jnp.zeros((resolution,) * 3, jnp.float32)
+  reference = np.zeros(resolution**3)
+  for update in range(5):
+    grid = occupancy.refresh(grid, density, BOX, jax.random.key(update), update, num_cells, decay)
+    reference *= decay
+    cells = (np.arange(num_cells) + (update % 3) * num_cells) % resolution**3
+    reference[cells] = np.maximum(reference[cells], 1.0 + cells)
+    np.testing.assert_allclose(np.asarray(grid).reshape(-1), reference, rtol=1e-6)
+  # Three updates without decay cover every cell.
+  full = jnp.zeros((resolution,) * 3, jnp.float32)
+  for update in range(3):
+    full = occupancy.refresh(full, density, BOX, jax.random.key(update), update, num_cells, 1.0)
+  np.testing.assert_array_equal(np.asarray(full).reshape(-1), 1.0 + np.arange(resolution**3))
+
+
+def test_occupied_uses_the_smaller_of_threshold_and_mean():
+  grid = jnp.asarray([0.0, 0.005, 0.02, 3.0]).reshape(1, 1, 4)  # mean 0.75625: the threshold rules
+  np.testing.assert_array_equal(np.asarray(occupancy.occupied(grid, 0.01)).reshape(-1), [False, False, True, True])
+  small = jnp.asarray([0.0, 0.001, 0.002, 0.003]).reshape(1, 1, 4)  # mean 0.0015 below the threshold
+  np.testing.assert_array_equal(np.asarray(occupancy.occupied(small, 0.01)).reshape(-1), [False, False, True, True])
+
+
+@pytest.mark.parametrize("outside", [False, True])
+def test_lookup_against_brute_force(rng, outside):
+  resolution = 6
+  cells = rng.random((resolution,) * 3) < 0.4
+  lo, hi = np.asarray(BOX[:3]), np.asarray(BOX[3:])
+  points = lo + rng.uniform(-0.2, 1.2, size=(500, 3)) * (hi - lo)
+  # Points just either side of cell boundaries, and exactly on the box faces (inside: their edge cells).
+  near_boundaries = rng.integers(0, resolution + 1, size=(200, 3)) / resolution + rng.choice([-1e-4, 1e-4], (200, 3))
+  faces = rng.uniform(0.0, 1.0, size=(200, 3))
+  faces[np.arange(200), rng.integers(0, 3, 200)] = rng.integers(0, 2, 200)
+  points = np.concatenate([points, lo + near_boundaries * (hi - lo), lo + faces * (hi - lo)])
+  got = np.asarray(occupancy.lookup(jnp.asarray(cells), jnp.asarray(points, jnp.float32), BOX, outside))
+  expected = [outside if c is None else cells[c] for c in numpy_cell_of(points.astype(np.float32), resolution, BOX)]
+  np.testing.assert_array_equal(got, expected)
+
+
+def toy_field(points, viewdirs):
+  """points [m, 1, 3], viewdirs [m, 3] -> rgb [m, 1, 3], raw density [m, 1]."""
+  rgb = jax.nn.sigmoid(points * 2.0 + viewdirs[:, None, :])
+  return rgb, jnp.sin(points.sum(-1)) * 3.0
+
+
+@pytest.mark.parametrize("budget", [7, 40, 1000])
+def test_evaluate_occupied_equals_masked_full_evaluation(rng, budget):
+  n, s = 9, 13
+  points = jnp.asarray(rng.normal(size=(n, s, 3)), jnp.float32)
+  viewdirs = jnp.asarray(rng.normal(size=(n, 3)), jnp.float32)
+  mask = rng.random((n, s)) < 0.3
+  rgb, raw, calls = jax.jit(occupancy.evaluate_occupied, static_argnums=(0, 4, 5))(
+      toy_field, points, viewdirs, jnp.asarray(mask), budget, -1e4)
+  full_rgb = jax.nn.sigmoid(points * 2.0 + viewdirs[:, None, :])
+  full_raw = jnp.sin(points.sum(-1)) * 3.0
+  np.testing.assert_allclose(np.asarray(raw), np.where(mask, full_raw, -1e4), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(rgb), np.where(mask[..., None], full_rgb, 0.0), rtol=1e-6, atol=1e-6)
+  assert int(calls) == math.ceil(mask.sum() / budget)
+
+
+def test_evaluate_occupied_with_nothing_occupied_makes_no_call():
+  points = jnp.ones((4, 5, 3))
+  rgb, raw, calls = occupancy.evaluate_occupied(toy_field, points, jnp.ones((4, 3)), jnp.zeros((4, 5), bool), 8, -1e4)
+  assert int(calls) == 0
+  np.testing.assert_array_equal(np.asarray(raw), -1e4)
+  np.testing.assert_array_equal(np.asarray(rgb), 0.0)
+
+
+@pytest.mark.parametrize("sampler,field_name", [("proposal", "hash"), ("hierarchical", "mlp"), ("mip", "mlp")])
+def test_render_with_every_cell_occupied_equals_plain_render(rng, sampler, field_name):
+  config = small_config(**{"model.sampler": sampler, "model.field": field_name, "occupancy.skip_budget": 0.1})
+  renderer = model_lib.build_model(config)
+  rays = random_rays(rng, 32)
+  rays = rays._replace(radii=jnp.full((32, 1), 0.002)) if sampler == "mip" else rays
+  params = renderer.init(jax.random.key(0), rays, 2.0, 6.0, jax.random.key(1), randomized=False)
+  plain = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False)
+  every = jnp.ones((8, 8, 8), bool)
+  skipping = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False, occupied=every)
+  for a, b in zip(plain, skipping):
+    if a.out.rgb is not None:
+      np.testing.assert_allclose(np.asarray(a.out.rgb), np.asarray(b.out.rgb), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(a.out.weights), np.asarray(b.out.weights), atol=1e-5)
+  assert all(int(level.field_calls) >= 1 for level in skipping)
+
+
+def test_render_skips_empty_cells(rng):
+  """With only one cell occupied, a hash-field render equals the plain render of a field whose density is zero
+  outside that cell."""
+  config = small_config(**{"model.sampler": "proposal", "model.field": "hash"})
+  renderer = model_lib.build_model(config)
+  rays = random_rays(rng, 64)
+  params = renderer.init(jax.random.key(0), rays, 2.0, 6.0, jax.random.key(1), randomized=False)
+  # Raise the density so that the cell matters, then compare with and without the empty cells' density.
+  cells = np.zeros((2, 2, 2), bool)
+  cells[1, 1, 1] = True
+  levels = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False, occupied=jnp.asarray(cells))
+  for level in levels:
+    points = (np.asarray(rays.origins)[:, None, :] +
+              np.asarray(level.samples.t)[..., None] * np.asarray(rays.directions)[:, None, :])
+    in_cell = np.all((points >= 0.0) & (points <= 1.5), axis=-1)
+    # Outside the occupied cell the samples have no weight at all.
+    assert np.all(np.asarray(level.out.weights)[~in_cell] == 0.0)
+
+
+def test_train_step_refreshes_the_grid_every_update_every_steps(rng):
+  config = small_config(**{"model.sampler": "proposal", "model.field": "hash", "occupancy.resolution": 8,
+                           "occupancy.cells_per_update": 128, "occupancy.update_every": 2, "train.batch_size": 32})
+  renderer = model_lib.build_model(config)
+  optimizer = train_lib.make_optimizer(config.train)
+  state = train_lib.create_train_state(config, renderer, optimizer)
+  step = train_lib.make_train_step(renderer, optimizer, config)
+  rays = random_rays(rng, 32)
+  batch = {"rays": rays, "rgb": jnp.asarray(rng.random((32, 3)), jnp.float32)}
+  grids = [np.asarray(state.density_grid).reshape(-1)]
+  for i in range(5):
+    state, _ = step(state, batch, jax.random.key(i))
+    grids.append(np.asarray(state.density_grid).reshape(-1))
+  # Updates after steps 0, 2, 4 refresh cells 0-127, 128-255, 256-383 (and decay all).
+  assert np.all(grids[1][:128] > 0) and np.all(grids[1][128:] == 0)
+  np.testing.assert_array_equal(grids[2], grids[1])
+  assert np.all(grids[3][128:256] > 0) and np.all(grids[3][256:] == 0)
+  np.testing.assert_allclose(grids[3][:128], np.maximum(grids[2][:128] * 0.95, 0) , rtol=1e-6)
+  np.testing.assert_array_equal(grids[4], grids[3])
+  assert np.all(grids[5][256:384] > 0) and np.all(grids[5][384:] == 0)
+
+
+@flax.struct.dataclass
+class StateWithoutGrid:
+  step: jnp.ndarray
+  params: dict
+  opt_state: object
+  key: jnp.ndarray
+  nonfinite_streak: jnp.ndarray
+  nonfinite_total: jnp.ndarray
+
+
+def test_checkpoint_without_grid_restores_with_the_templates_grid():
+  config = small_config(**{"model.sampler": "proposal", "model.field": "hash", "occupancy.resolution": 4})
+  renderer = model_lib.build_model(config)
+  optimizer = train_lib.make_optimizer(config.train)
+  state = train_lib.create_train_state(config, renderer, optimizer)
+  params = jax.tree.map(lambda x: x + 1.0, state.params)
+  old = StateWithoutGrid(jnp.asarray(7, jnp.int32), params, optimizer.init(params), state.key,
+                         state.nonfinite_streak, state.nonfinite_total)
+  with tempfile.TemporaryDirectory() as directory:
+    with checkpoints.manager(directory) as mngr:
+      checkpoints.save(mngr, 7, old)
+      template = state.replace(density_grid=jnp.full((4, 4, 4), 2.0))
+      restored = checkpoints.restore_latest(mngr, template)
+  assert int(restored.step) == 7
+  for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  np.testing.assert_array_equal(np.asarray(restored.density_grid), 2.0)
+  full = train_lib.full_grid(renderer, config, restored.params, jax.random.key(0))
+  assert full.shape == (4, 4, 4) and np.all(np.asarray(full) > 0)

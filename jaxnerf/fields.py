@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnerf import cones
+from jaxnerf import contraction
 from jaxnerf import encoding
 from jaxnerf import hash_encoding
 
@@ -108,7 +109,10 @@ class NeRFMLP(nn.Module):
   (0, 0) feed the raw coordinates, as SIREN does.
 
   Given cones.Gaussians (mip-NeRF's conical frustums) instead of points, it encodes them with the integrated
-  positional encoding.
+  positional encoding of their covariances' diagonals.
+
+  With `contraction` it sees contracted points (contraction.contract), so that it covers unbounded scenes;
+  Gaussians then need full covariances, which go through the contraction's Jacobian.
   """
   depth: int = 8
   width: int = 256
@@ -124,18 +128,28 @@ class NeRFMLP(nn.Module):
   siren_color: bool = False
   siren_w0: float = 30.0
   compute_dtype: Any = jnp.float32
+  contraction: bool = False
 
   @nn.compact
   def __call__(self, points, viewdirs):
-    """points: [..., num_samples, 3], or cones.Gaussians with [..., num_samples, 3] means and covariance
-    diagonals; viewdirs: [..., 3] unit directions. Returns rgb [..., num_samples, 3] in (0, 1) and raw density
-    [..., num_samples]."""
+    """points: [..., num_samples, 3], or cones.Gaussians with [..., num_samples, 3] means and [..., num_samples, 3]
+    covariance diagonals or [..., num_samples, 3, 3] full covariances; viewdirs: [..., 3] unit directions. Returns
+    rgb [..., num_samples, 3] in (0, 1) and raw density [..., num_samples]."""
     dense = _dense_maker(self.kernel_init, self.compute_dtype)
     if isinstance(points, cones.Gaussians):
-      batch_shape = points.means.shape[:-1]
-      x = _rows(encoding.integrated_positional_encoding(points.means, points.covs, *self.position_degrees))
+      means, covs = points
+      batch_shape = means.shape[:-1]
+      full = covs.shape == (*means.shape, 3)
+      if self.contraction:
+        if not full:
+          raise ValueError("NeRFMLP: contraction needs the Gaussians' full covariances [..., 3, 3], got diagonals")
+        means, covs = contraction.contract_gaussians(means, covs)
+      variances = jnp.diagonal(covs, axis1=-2, axis2=-1) if full else covs
+      x = _rows(encoding.integrated_positional_encoding(means, variances, *self.position_degrees))
     else:
       batch_shape = points.shape[:-1]
+      if self.contraction:
+        points = contraction.contract(points)
       x = _rows(encoding.positional_encoding(points, *self.position_degrees))
     h = x
     for i in range(self.depth):
@@ -175,19 +189,37 @@ def _add_per_ray(per_sample, per_ray):
   return (per_sample.reshape(per_ray.shape[0], num_samples, -1) + per_ray[:, None, :]).reshape(per_sample.shape)
 
 
-def box_coordinates(points, scene_box):
-  """Points in the scene box mapped to the unit cube, and whether they lie inside it.
+def unit_coordinates(points, scene_box, contract):
+  """Points mapped to the unit cube where hash grids (and occupancy grids) live, and whether they lie inside it.
+
+  Without contraction the scene box maps to the cube and points outside the box fall outside it (their fields are
+  empty there); with contraction, contract(points) in the ball of radius 2 maps from [-2, 2]^3 and every point is
+  inside.
 
   Args:
     points: [..., 3].
-    scene_box: (min_x, min_y, min_z, max_x, max_y, max_z).
+    scene_box: (min_x, min_y, min_z, max_x, max_y, max_z), used without contraction.
+    contract: apply mip-NeRF 360's scene contraction (contraction.py) instead of the scene box.
 
   Returns:
     [..., 3] coordinates (outside [0, 1] for points outside the box) and [...] bool.
   """
+  if contract:
+    radius = contraction.CONTRACTED_RADIUS
+    return (contraction.contract(points) + radius) / (2.0 * radius), jnp.ones(points.shape[:-1], bool)
   lo, hi = jnp.asarray(scene_box[:3], points.dtype), jnp.asarray(scene_box[3:], points.dtype)
   x = (points - lo) / (hi - lo)
   return x, jnp.all((x >= 0.0) & (x <= 1.0), axis=-1)
+
+
+def points_at_unit_coordinates(x, scene_box, contract):
+  """The inverse of `unit_coordinates`: [..., 3] coordinates in the unit cube -> [..., 3] points (with contraction,
+  coordinates outside the inscribed ball of radius 1/2 around the cube's centre map to infinity)."""
+  if contract:
+    radius = contraction.CONTRACTED_RADIUS
+    return contraction.inverse_contract(x * (2.0 * radius) - radius)
+  lo, hi = jnp.asarray(scene_box[:3], x.dtype), jnp.asarray(scene_box[3:], x.dtype)
+  return lo + x * (hi - lo)
 
 
 # Raw density outside the scene box: zero density under every activation (trunc_exp(-1e4) = 0 in float32).
@@ -197,9 +229,11 @@ EMPTY_RAW_DENSITY = -1e4
 class HashField(nn.Module):
   """A hash-grid field (Instant-NGP): the encoding of the point in the scene box through one hidden layer gives the
   raw density and `geo_features` more values; those, with the view direction's spherical harmonics, go through
-  `color_depth` hidden layers to the colour. Space outside the box is empty."""
+  `color_depth` hidden layers to the colour. Space outside the box is empty, unless `contraction` encodes all of
+  space, contracted (unit_coordinates)."""
   encoding: hash_encoding.HashEncoding
   scene_box: Tuple[float, ...]
+  contraction: bool = False
   density_width: int = 64
   geo_features: int = 15
   color_width: int = 64
@@ -216,7 +250,7 @@ class HashField(nn.Module):
     (0, 1) and raw density [..., num_samples]."""
     dense = _dense_maker(self.kernel_init, self.compute_dtype)
     batch_shape = points.shape[:-1]
-    x, inside = box_coordinates(points, self.scene_box)
+    x, inside = unit_coordinates(points, self.scene_box, self.contraction)
     h = self.activation(dense(self.density_width)(self.encoding(_rows(x))))
     out = dense(1 + self.geo_features)(h)
     raw_density = jnp.where(inside.reshape(-1), out[:, 0], EMPTY_RAW_DENSITY)
@@ -230,9 +264,11 @@ class HashField(nn.Module):
 
 class HashDensityField(nn.Module):
   """A density-only hash-grid field (the proposal networks of mip-NeRF 360 / Zip-NeRF): encoding, one hidden
-  layer, raw density. Returns (None, raw density [..., num_samples]) for points [..., num_samples, 3]."""
+  layer, raw density. Returns (None, raw density [..., num_samples]) for points [..., num_samples, 3]. Points are
+  mapped as in HashField."""
   encoding: hash_encoding.HashEncoding
   scene_box: Tuple[float, ...]
+  contraction: bool = False
   width: int = 16
   activation: Callable = nn.relu
   kernel_init: Initializer = nn.initializers.glorot_uniform()
@@ -243,7 +279,7 @@ class HashDensityField(nn.Module):
   def __call__(self, points, viewdirs):
     del viewdirs
     dense = _dense_maker(self.kernel_init, self.compute_dtype)
-    x, inside = box_coordinates(points, self.scene_box)
+    x, inside = unit_coordinates(points, self.scene_box, self.contraction)
     h = self.activation(dense(self.width)(self.encoding(_rows(x))))
     raw_density = dense(1)(h)[:, 0]
     return None, jnp.where(inside.reshape(-1), raw_density, EMPTY_RAW_DENSITY).reshape(points.shape[:-1])

@@ -41,7 +41,8 @@ def interlevel_loss(levels):
 
 
 def distortion_loss(levels, near, far):
-  """mip-NeRF 360's distortion loss on the finest level, in distances normalised to [0, 1] over [near, far]:
+  """mip-NeRF 360's distortion loss on the finest level, in distances normalised to [0, 1] over [near, far] (in the
+  sampler's spacing coordinate s when it records one, samples.s_edges):
   sum_ij w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (s_i+1 - s_i), with m the interval midpoints. It pulls each ray's
   weight together into as short a stretch as possible (against floaters), computed in O(n) with prefix sums.
 
@@ -49,7 +50,9 @@ def distortion_loss(levels, near, far):
     Scalar, mean over rays.
   """
   level = levels[-1]
-  s = (level.samples.edges - near) / (far - near)
+  s = level.samples.s_edges
+  if s is None:
+    s = (level.samples.edges - near) / (far - near)
   w = level.out.weights
   mids = 0.5 * (s[..., 1:] + s[..., :-1])
   # sum_ij w_i w_j |m_i - m_j| = 2 sum_i w_i (m_i W_<i - (w m)_<i), the midpoints being sorted.

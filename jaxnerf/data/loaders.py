@@ -23,9 +23,12 @@ def _llff(d, split, stride):
 
 def _transforms(d, split, stride):
   t = d.transforms
+  if d.ndc:
+    raise ConfigError("config.data.ndc: expected False for data.dataset 'transforms' (normalised device coordinates "
+                      "are for LLFF scenes; use model.contraction for unbounded captures)")
   return transforms.load_split(d.data_dir, split, factor=d.factor, background=background_of(d), hold=t.hold,
                                normalize=t.normalize, centre=t.centre, near=t.near, far=t.far, stride=stride,
-                               pixel_center=d.pixel_center)
+                               pixel_center=d.pixel_center, long_side=t.long_side)
 
 
 # data.dataset -> loader(config.data, split, stride) returning Views; format-specific options live in their own

@@ -176,8 +176,18 @@ def frame_pose(frame, where):
   return pose[:3, :4]
 
 
+def factor_for_long_side(data_dir, path, camera, long_side):
+  """The integer downsampling factor (at least 1) that brings a photo's long side nearest `long_side` pixels, from
+  its camera keys `w` and `h` when both are numbers, else from the photo at `path` (relative to data_dir)."""
+  if is_number(camera.get("w")) and is_number(camera.get("h")):
+    size = max(camera["w"], camera["h"])
+  else:
+    size = max(read_rgba(image_path_of(data_dir, path, 1)[0]).shape[:2])
+  return max(1, round(size / long_side))
+
+
 def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, normalize=True, centre="auto",
-               near=-1.0, far=-1.0, stride=1, pixel_center=True):
+               near=-1.0, far=-1.0, stride=1, pixel_center=True, long_side=0):
   """Load one split ("train", "val" or "test") of a transforms.json capture.
 
   Args:
@@ -189,6 +199,9 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
     centre: "auto", "axes" or "cameras" (see poses.normalize_scene).
     near, far: ray bounds; negative: from the camera layout (normalised scenes only).
     stride: keep every stride-th view of the split.
+    long_side: when positive, replaces `factor` by the one that brings the first frame's long side nearest this
+      many pixels (factor_for_long_side); the last rows and columns that do not fill a factor x factor block are
+      dropped (pixel coordinates start at the top left corner, so the intrinsics stay exact).
 
   Returns:
     Views with per-view intrinsics and lens distortion, and `scene_from_world` [4, 4] (the normalisation) and
@@ -206,6 +219,9 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
     paths.append(scene_relative_path(frame["file_path"], f"{json_path}: frame {i}: 'file_path'"))
     all_poses.append(frame_pose(frame, f"{json_path}: frame {i} ({paths[-1]})"))
   names = [os.path.splitext(path)[0] for path in paths]  # they name the eval outputs, eval/<name>.png
+  if long_side > 0:
+    factor = factor_for_long_side(
+        data_dir, paths[0], {**global_camera, **{k: frames[0][k] for k in CAMERA_KEYS if k in frames[0]}}, long_side)
   all_poses = np.stack(all_poses)
   if not normalize and (near < 0 or far < 0):
     raise ConfigError("config.data.transforms.near/far: set both (>= 0) when data.transforms.normalize is False")
@@ -233,7 +249,9 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
     image_path, extra_factor = image_path_of(data_dir, paths[i], factor)
     rgba = read_rgba(image_path)
     h, w = rgba.shape[:2]
-    if h % extra_factor or w % extra_factor:
+    if long_side > 0:
+      rgba = rgba[:h - h % extra_factor, :w - w % extra_factor]
+    if rgba.shape[0] % extra_factor or rgba.shape[1] % extra_factor:
       raise DataError(f"{image_path}: downsampling factor {extra_factor} does not divide the image size {w}x{h}")
     loaded = (h // extra_factor, w // extra_factor)
     if images is None:  # filled in place: a list and a stacked copy would need twice the memory

@@ -32,5 +32,6 @@ def get_config():
   config.train.keep_checkpoints = 20
   config.train.log_every = 100
   config.train.val_every = 1_000
+  config.occupancy.skip_empty = True  # renders evaluate the fields only in occupied cells
   config.eval.chunk = 16384
   return config

@@ -30,5 +30,6 @@ def get_config():
   config.train.checkpoint_every = 1000
   config.train.log_every = 100
   config.train.val_every = 0
+  config.occupancy.skip_empty = True  # renders evaluate the fields only in occupied cells
   config.eval.chunk = 8192
   return config

@@ -106,7 +106,7 @@ def base_config():
   config.occupancy.update_every = 16  # steps between refreshes
   config.occupancy.cells_per_update = 2**18  # cells refreshed per update (a sweep; 128^3 takes 8 updates)
   config.occupancy.decay = 0.95  # every cell's density decays by this factor per update
-  config.occupancy.threshold = 0.01  # occupied: density above min(threshold, the grid's mean)
+  config.occupancy.threshold = 0.01  # occupied: absorbs this much light across a cell (or density above the mean)
   config.occupancy.skip_empty = False  # renders (eval, videos, validation) evaluate fields in occupied cells only
   config.occupancy.skip_budget = 0.25  # samples per field call when skipping, as a fraction of a chunk's samples
 
@@ -189,6 +189,8 @@ def validate(config, device_count):
        config.occupancy.cells_per_update >= 1, "occupancy.resolution/update_every/cells_per_update",
        "positive values"),
       (0.0 < config.occupancy.decay <= 1.0, "occupancy.decay", f"in (0, 1], got {config.occupancy.decay}"),
+      (0.0 < config.occupancy.threshold < 1.0, "occupancy.threshold",
+       f"an opacity in (0, 1), got {config.occupancy.threshold}"),
       (0.0 < config.occupancy.skip_budget <= 1.0, "occupancy.skip_budget",
        f"a fraction in (0, 1], got {config.occupancy.skip_budget}"),
       (m.spacing in sampling.SPACINGS, "model.spacing", f"one of {sampling.SPACINGS}, got {m.spacing!r}"),

@@ -56,7 +56,7 @@ def evaluate(config, workdir):
     lpips_of = lpips_lib.make_lpips(config.eval.lpips_net)
   model, state = restore_trained(config, workdir)
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
-  variables = render.render_variables(state, config.occupancy)
+  variables = render.render_variables(state, config)
 
   eval_dir = os.path.join(workdir, "eval")
   lead = train_lib.is_lead_process()

@@ -2,7 +2,8 @@
 
 The grid keeps, per cell, an exponential moving average of the finest field's density at random points of the
 cell; training refreshes a sweep of cells every few steps (`refresh`) and the grid is part of the training state.
-A cell is occupied when its value exceeds min(threshold, mean of the grid) (`occupied`). Rendering evaluates the
+A cell is occupied when it absorbs a little of the light crossing it, or its density exceeds the grid's mean
+(`occupied`). Rendering evaluates the
 fields only at samples in occupied cells: those samples are compacted into a fixed budget (static shapes), in as
 many passes as they need (`evaluate_occupied`); the other samples get zero density, which changes a render only by
 the light that cells below the threshold would absorb.
@@ -52,10 +53,18 @@ def refresh(grid, density_fn, scene_box, key, update, num_cells, decay=0.95):
   return (grid * decay).reshape(-1).at[cells].max(density).reshape(grid.shape)
 
 
-def occupied(grid, threshold):
-  """[R, R, R] bool: cells whose density exceeds min(threshold, the grid's mean) (Instant-NGP's rule: early in
-  training, when all densities are small, the mean keeps the grid from emptying)."""
-  return grid > jnp.minimum(threshold, jnp.mean(grid))
+def occupied(grid, scene_box, opacity):
+  """[R, R, R] bool: cells that absorb at least `opacity` of the light crossing them along their shortest side
+  (Instant-NGP's minimum optical thickness, 0.01), or whose density exceeds the grid's mean (which keeps the grid
+  from emptying early in training, when all densities are small).
+
+  Args:
+    grid: [R, R, R] densities.
+    scene_box: the box the grid covers.
+    opacity: in (0, 1).
+  """
+  cell = min(scene_box[i + 3] - scene_box[i] for i in range(3)) / grid.shape[0]
+  return grid > jnp.minimum(-jnp.log1p(-opacity) / cell, jnp.mean(grid))
 
 
 def lookup(occupied_cells, points, scene_box, outside):

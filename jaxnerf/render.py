@@ -13,12 +13,13 @@ from jaxnerf import rays as rays_lib
 from jaxnerf import sharding
 
 
-def render_variables(state, occupancy_config):
-  """What a render chunk takes from a TrainState: the parameters and, when occupancy_config.skip_empty, the
+def render_variables(state, config):
+  """What a render chunk takes from a TrainState: the parameters and, when config.occupancy.skip_empty, the
   occupied cells of its occupancy grid."""
   variables = {"params": state.params}
-  if occupancy_config.skip_empty:
-    variables["occupied"] = occupancy.occupied(state.density_grid, occupancy_config.threshold)
+  if config.occupancy.skip_empty:
+    variables["occupied"] = occupancy.occupied(state.density_grid, config.data.scene_box,
+                                               config.occupancy.threshold)
   return variables
 
 

@@ -362,7 +362,7 @@ def train_and_evaluate(config, workdir):
 def _log_validation(writer, render_chunk, state, views, config, step):
   """Render the first validation view into TensorBoard (writer None: render only, to take part in the
   collective render on a process that does not write)."""
-  out = render.render_rays(render_chunk, render.render_variables(state, config.occupancy), views.image_rays(0),
+  out = render.render_rays(render_chunk, render.render_variables(state, config), views.image_rays(0),
                            config.eval.chunk)
   if writer is None:
     return

@@ -76,7 +76,7 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
   path, poses, views = path_poses(path, config, num_frames)
   model, state = eval_lib.restore_trained(config, workdir, step)
   render_chunk = render.make_render_chunk(model, views.near, views.far)
-  variables = render.render_variables(state, config.occupancy)
+  variables = render.render_variables(state, config)
 
   video_dir = os.path.join(workdir, "videos")
   stem = os.path.join(video_dir, f"{path}_{int(state.step)}")

@@ -72,11 +72,18 @@ def test_refresh_against_numpy_sweep():
   np.testing.assert_array_equal(np.asarray(full).reshape(-1), 1.0 + np.arange(resolution**3))
 
 
-def test_occupied_uses_the_smaller_of_threshold_and_mean():
-  grid = jnp.asarray([0.0, 0.005, 0.02, 3.0]).reshape(1, 1, 4)  # mean 0.75625: the threshold rules
-  np.testing.assert_array_equal(np.asarray(occupancy.occupied(grid, 0.01)).reshape(-1), [False, False, True, True])
-  small = jnp.asarray([0.0, 0.001, 0.002, 0.003]).reshape(1, 1, 4)  # mean 0.0015 below the threshold
-  np.testing.assert_array_equal(np.asarray(occupancy.occupied(small, 0.01)).reshape(-1), [False, False, True, True])
+def test_occupied_by_opacity_across_a_cell_or_above_the_mean():
+  # Cells of side 0.5 (the box's shortest side, 2, over 4 cells): opacity 0.1 is density -ln(0.9) / 0.5 = 0.2107.
+  box = (0.0, 0.0, 0.0, 2.0, 3.0, 4.0)
+  grid = np.zeros((4, 4, 4), np.float32)
+  grid[0, 0, :] = [0.0, 0.2, 0.22, 30.0]  # mean 0.4765: the opacity rules
+  np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(grid), box, 0.1))[0, 0],
+                                [False, False, True, True])
+  assert int(np.sum(np.asarray(occupancy.occupied(jnp.asarray(grid), box, 0.1)))) == 2
+  small = np.zeros((4, 4, 4), np.float32)
+  small[0, 0, :] = [0.0, 0.001, 0.002, 0.003]  # mean below the opacity's density
+  np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(small), box, 0.1))[0, 0],
+                                [False, True, True, True])
 
 
 @pytest.mark.parametrize("outside", [False, True])

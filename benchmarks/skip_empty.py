@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from jaxnerf import cli  # noqa: E402
 from jaxnerf import eval_lib  # noqa: E402
 from jaxnerf import metrics as metrics_lib  # noqa: E402
-from jaxnerf import occupancy  # noqa: E402
 from jaxnerf import render  # noqa: E402
 from jaxnerf.data import loaders  # noqa: E402
 
@@ -36,7 +35,7 @@ def measure(config, workdir):
   config = loaders.with_scene_bounds(config, views)
   model, state = eval_lib.restore_trained(config, workdir)
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
-  occupied = occupancy.occupied(state.density_grid, config.data.scene_box, config.occupancy.threshold)
+  occupied = render.occupied_cells(state.density_grid, config)
   modes = {"every sample": {"params": state.params}, "occupied cells only": {"params": state.params,
                                                                              "occupied": occupied}}
   results = {name: {"seconds": [], "psnr": [], "ssim": [], "calls": 0, "images": []} for name in modes}

@@ -212,6 +212,14 @@ def unit_coordinates(points, scene_box, contract):
   return x, jnp.all((x >= 0.0) & (x <= 1.0), axis=-1)
 
 
+def grid_cell_size(scene_box, contract, resolution):
+  """The side of a cell of a grid of resolution^3 cells over the unit cube, in scene units (with contraction, in
+  contracted space, where it is the scene's own inside radius 1)."""
+  if contract:
+    return 2.0 * contraction.CONTRACTED_RADIUS / resolution
+  return min(scene_box[i + 3] - scene_box[i] for i in range(3)) / resolution
+
+
 def points_at_unit_coordinates(x, scene_box, contract):
   """The inverse of `unit_coordinates`: [..., 3] coordinates in the unit cube -> [..., 3] points (with contraction,
   coordinates outside the inscribed ball of radius 1/2 around the cube's centre map to infinity)."""

@@ -37,7 +37,8 @@ class Renderer(nn.Module):
     density_noise: std of noise added to raw density while training.
     background: default RGB where rays are not fully absorbed.
     cones: give the fields each interval's conical frustum as cones.Gaussians (mip-NeRF) instead of its point.
-    scene_box: the box an occupancy grid covers (hash fields are empty outside it).
+    scene_box: the box an occupancy grid covers (hash fields are empty outside it), unless...
+    contraction: ...the fields contract space, and the grid covers contracted space (fields.unit_coordinates).
     skip_budget: with an occupancy grid, samples per field call, as a fraction of the rays' samples.
   """
   fields: Sequence[nn.Module]
@@ -47,6 +48,7 @@ class Renderer(nn.Module):
   background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
   cones: bool = False
   scene_box: Tuple[float, ...] = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)
+  contraction: bool = False
   skip_budget: float = 0.25
 
   def __call__(self, rays, near, far, key, randomized, background=None, occupied=None) -> List[Level]:
@@ -79,9 +81,10 @@ class Renderer(nn.Module):
       if occupied is None:
         rgb, raw_density = field(points, rays.viewdirs)
       else:
-        means = points.means if self.cones else points
+        unit, inside = fields.unit_coordinates(points.means if self.cones else points, self.scene_box,
+                                               self.contraction)
         # Hash fields are empty outside the box; the paper's MLP is not, so samples outside it are kept.
-        mask = occupancy.lookup(occupied, means, self.scene_box, outside=not _empty_outside_box(field))
+        mask = occupancy.lookup(occupied, unit, inside, outside=not _empty_outside_box(field))
         budget = max(1, int(self.skip_budget * mask.size))
         unbound, variables = field.unbind()
         rgb, raw_density, calls = occupancy.evaluate_occupied(
@@ -231,5 +234,5 @@ def build_model(config):
   background = (1.0, 1.0, 1.0) if config.data.white_background else (0.0, 0.0, 0.0)
   return Renderer(fields=tuple(levels.fields), samplers=tuple(levels.samplers),
                   level_fields=tuple(levels.level_fields), density_noise=m.density_noise, background=background,
-                  cones=levels.cones, scene_box=tuple(config.data.scene_box),
+                  cones=levels.cones, scene_box=tuple(config.data.scene_box), contraction=m.contraction,
                   skip_budget=config.occupancy.skip_budget)

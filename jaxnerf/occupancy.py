@@ -12,32 +12,30 @@ import jax
 import jax.numpy as jnp
 
 
-def cell_points(cells, resolution, scene_box, key=None):
+def cell_points(cells, resolution, key=None):
   """Points in grid cells: their centres, or uniform random points inside them when `key` is given.
 
   Args:
     cells: [n] int32 flat cell indices (x-major: index = (i * R + j) * R + k).
     resolution: R, cells per axis.
-    scene_box: (min_x, min_y, min_z, max_x, max_y, max_z).
     key: PRNG key or None.
 
   Returns:
-    [n, 3] points in the scene's coordinates.
+    [n, 3] coordinates in the unit cube that the grid covers.
   """
   ijk = jnp.stack([cells // (resolution * resolution), (cells // resolution) % resolution, cells % resolution], -1)
   offset = 0.5 if key is None else jax.random.uniform(key, ijk.shape)
-  lo, hi = jnp.asarray(scene_box[:3], jnp.float32), jnp.asarray(scene_box[3:], jnp.float32)
-  return lo + (ijk + offset) / resolution * (hi - lo)
+  return (ijk + offset) / resolution
 
 
-def refresh(grid, density_fn, scene_box, key, update, num_cells, decay=0.95):
+def refresh(grid, density_fn, key, update, num_cells, decay=0.95):
   """One moving-average update: every cell decays, then `num_cells` cells, the next part of a sweep over the grid,
   take the max of that and the density at a random point inside them.
 
   Args:
     grid: [R, R, R] float32 densities.
-    density_fn: points [n, 3] -> densities [n].
-    scene_box: the box the grid covers.
+    density_fn: unit-cube coordinates [n, 3] -> densities [n] (non-finite values count as 0: with contraction,
+      corners of the cube lie beyond infinity).
     key: PRNG key for the points inside the cells.
     update: [] int, how many updates came before (which part of the sweep this one refreshes).
     num_cells: cells refreshed per update (static).
@@ -49,40 +47,37 @@ def refresh(grid, density_fn, scene_box, key, update, num_cells, decay=0.95):
   resolution, total = grid.shape[0], grid.size
   parts = -(-total // num_cells)
   cells = (jnp.arange(num_cells, dtype=jnp.int32) + (update % parts) * num_cells) % total
-  density = density_fn(cell_points(cells, resolution, scene_box, key))
+  density = density_fn(cell_points(cells, resolution, key))
+  density = jnp.where(jnp.isfinite(density), density, 0.0)
   return (grid * decay).reshape(-1).at[cells].max(density).reshape(grid.shape)
 
 
-def occupied(grid, scene_box, opacity):
-  """[R, R, R] bool: cells that absorb at least `opacity` of the light crossing them along their shortest side
-  (Instant-NGP's minimum optical thickness, 0.01), or whose density exceeds the grid's mean (which keeps the grid
-  from emptying early in training, when all densities are small).
+def occupied(grid, cell_size, opacity):
+  """[R, R, R] bool: cells that absorb at least `opacity` of the light crossing them along a side (Instant-NGP's
+  minimum optical thickness, 0.01), or whose density exceeds the grid's mean (which keeps the grid from emptying
+  early in training, when all densities are small).
 
   Args:
     grid: [R, R, R] densities.
-    scene_box: the box the grid covers.
+    cell_size: the side of a cell in the scene's units (fields.grid_cell_size).
     opacity: in (0, 1).
   """
-  cell = min(scene_box[i + 3] - scene_box[i] for i in range(3)) / grid.shape[0]
-  return grid > jnp.minimum(-jnp.log1p(-opacity) / cell, jnp.mean(grid))
+  return grid > jnp.minimum(-jnp.log1p(-opacity) / cell_size, jnp.mean(grid))
 
 
-def lookup(occupied_cells, points, scene_box, outside):
+def lookup(occupied_cells, unit, inside, outside):
   """Whether points lie in occupied cells.
 
   Args:
-    occupied_cells: [R, R, R] bool.
-    points: [..., 3].
-    scene_box: the box the grid covers.
-    outside: the answer for points outside the box (False for fields that are empty there).
+    occupied_cells: [R, R, R] bool over the unit cube.
+    unit: [..., 3] the points' unit-cube coordinates (fields.unit_coordinates).
+    inside: [...] bool, whether they lie in the cube.
+    outside: the answer for points outside it (False for fields that are empty there).
 
   Returns:
     [...] bool.
   """
   resolution = occupied_cells.shape[0]
-  lo, hi = jnp.asarray(scene_box[:3], points.dtype), jnp.asarray(scene_box[3:], points.dtype)
-  unit = (points - lo) / (hi - lo)
-  inside = jnp.all((unit >= 0.0) & (unit <= 1.0), axis=-1)
   ijk = jnp.clip(jnp.floor(unit * resolution).astype(jnp.int32), 0, resolution - 1)
   return jnp.where(inside, occupied_cells[ijk[..., 0], ijk[..., 1], ijk[..., 2]], outside)
 

@@ -8,6 +8,7 @@ import functools
 import jax
 import numpy as np
 
+from jaxnerf import fields
 from jaxnerf import occupancy
 from jaxnerf import rays as rays_lib
 from jaxnerf import sharding
@@ -18,9 +19,14 @@ def render_variables(state, config):
   occupied cells of its occupancy grid."""
   variables = {"params": state.params}
   if config.occupancy.skip_empty:
-    variables["occupied"] = occupancy.occupied(state.density_grid, config.data.scene_box,
-                                               config.occupancy.threshold)
+    variables["occupied"] = occupied_cells(state.density_grid, config)
   return variables
+
+
+def occupied_cells(density_grid, config):
+  """[R, R, R] bool: the occupied cells of an occupancy grid of the model of `config`."""
+  cell = fields.grid_cell_size(config.data.scene_box, config.model.contraction, density_grid.shape[0])
+  return occupancy.occupied(density_grid, cell, config.occupancy.threshold)
 
 
 def make_render_chunk(model, near, far):

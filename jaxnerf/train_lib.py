@@ -25,6 +25,7 @@ from tensorboardX import SummaryWriter
 
 from jaxnerf import checkpoints
 from jaxnerf import config as config_lib
+from jaxnerf import fields
 from jaxnerf import interrupts
 from jaxnerf import losses as losses_lib
 from jaxnerf import metrics as metrics_lib
@@ -163,9 +164,10 @@ def make_train_step(model, optimizer, config):
 
 def refresh_grid(model, config, params, grid, key, update, decay):
   """occupancy.refresh of the [R, R, R] grid from the finest field of `model` with `params`."""
+  to_points = lambda unit: fields.points_at_unit_coordinates(unit, config.data.scene_box, config.model.contraction)
   return occupancy.refresh(
-      grid, lambda points: model.apply({"params": params}, points, method=model.field_at)[1], config.data.scene_box,
-      key, update, config.occupancy.cells_per_update, decay)
+      grid, lambda unit: model.apply({"params": params}, to_points(unit), method=model.field_at)[1], key, update,
+      config.occupancy.cells_per_update, decay)
 
 
 def full_grid(model, config, params, key):

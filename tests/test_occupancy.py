@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from jaxnerf import checkpoints
+from jaxnerf import fields
 from jaxnerf import model as model_lib
 from jaxnerf import occupancy
 from jaxnerf import train_lib
@@ -31,24 +32,24 @@ def numpy_cell_of(points, resolution, box):
   return out
 
 
+UNIT = (0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
+
+
 def test_cell_points_centres_and_random_points_stay_in_their_cells():
   resolution = 5
   cells = np.arange(resolution**3)
-  centres = np.asarray(occupancy.cell_points(jnp.asarray(cells, jnp.int32), resolution, BOX))
-  lo, hi = np.asarray(BOX[:3]), np.asarray(BOX[3:])
+  centres = np.asarray(occupancy.cell_points(jnp.asarray(cells, jnp.int32), resolution))
   i, j, k = cells // 25, (cells // 5) % 5, cells % 5
-  expected = lo + (np.stack([i, j, k], -1) + 0.5) / resolution * (hi - lo)
-  np.testing.assert_allclose(centres, expected, atol=1e-6)
-  jittered = occupancy.cell_points(jnp.asarray(cells, jnp.int32), resolution, BOX, jax.random.key(3))
-  assert numpy_cell_of(jittered, resolution, BOX) == list(zip(i, j, k))
+  np.testing.assert_allclose(centres, (np.stack([i, j, k], -1) + 0.5) / resolution, atol=1e-6)
+  jittered = occupancy.cell_points(jnp.asarray(cells, jnp.int32), resolution, jax.random.key(3))
+  assert numpy_cell_of(jittered, resolution, UNIT) == list(zip(i, j, k))
 
 
-def cell_index_density(resolution, box):
-  """A density that depends only on the cell a point is in: 1 + its flat index."""
-  lo, hi = jnp.asarray(box[:3]), jnp.asarray(box[3:])
+def cell_index_density(resolution):
+  """A density of unit-cube points that depends only on the cell a point is in: 1 + its flat index."""
 
   def density(points):
-    ijk = jnp.clip(jnp.floor((points - lo) / (hi - lo) * resolution).astype(jnp.int32), 0, resolution - 1)
+    ijk = jnp.clip(jnp.floor(points * resolution).astype(jnp.int32), 0, resolution - 1)
     return 1.0 + ((ijk[:, 0] * resolution + ijk[:, 1]) * resolution + ijk[:, 2]).astype(jnp.float32)
 
   return density
@@ -56,11 +57,11 @@ def cell_index_density(resolution, box):
 
 def test_refresh_against_numpy_sweep():
   resolution, num_cells, decay = 4, 24, 0.5  # 64 cells, 24 per update: the sweep wraps around
-  density = cell_index_density(resolution, BOX)
+  density = cell_index_density(resolution)
   grid = jnp.zeros((resolution,) * 3, jnp.float32)
   reference = np.zeros(resolution**3)
   for update in range(5):
-    grid = occupancy.refresh(grid, density, BOX, jax.random.key(update), update, num_cells, decay)
+    grid = occupancy.refresh(grid, density, jax.random.key(update), update, num_cells, decay)
     reference *= decay
     cells = (np.arange(num_cells) + (update % 3) * num_cells) % resolution**3
     reference[cells] = np.maximum(reference[cells], 1.0 + cells)
@@ -68,22 +69,26 @@ def test_refresh_against_numpy_sweep():
   # Three updates without decay cover every cell.
   full = jnp.zeros((resolution,) * 3, jnp.float32)
   for update in range(3):
-    full = occupancy.refresh(full, density, BOX, jax.random.key(update), update, num_cells, 1.0)
+    full = occupancy.refresh(full, density, jax.random.key(update), update, num_cells, 1.0)
+  # Non-finite densities (points beyond infinity under contraction) count as empty.
+  nan_density = lambda points: jnp.where(points[:, 0] < 0.5, jnp.inf, jnp.nan)
+  assert np.all(np.asarray(occupancy.refresh(jnp.zeros((2, 2, 2)), nan_density, jax.random.key(0), 0, 8)) == 0.0)
   np.testing.assert_array_equal(np.asarray(full).reshape(-1), 1.0 + np.arange(resolution**3))
 
 
 def test_occupied_by_opacity_across_a_cell_or_above_the_mean():
-  # Cells of side 0.5 (the box's shortest side, 2, over 4 cells): opacity 0.1 is density -ln(0.9) / 0.5 = 0.2107.
-  box = (0.0, 0.0, 0.0, 2.0, 3.0, 4.0)
+  # Cells of side 0.5: opacity 0.1 is density -ln(0.9) / 0.5 = 0.2107.
   grid = np.zeros((4, 4, 4), np.float32)
   grid[0, 0, :] = [0.0, 0.2, 0.22, 30.0]  # mean 0.4765: the opacity rules
-  np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(grid), box, 0.1))[0, 0],
-                                [False, False, True, True])
-  assert int(np.sum(np.asarray(occupancy.occupied(jnp.asarray(grid), box, 0.1)))) == 2
+  cells = np.asarray(occupancy.occupied(jnp.asarray(grid), 0.5, 0.1))
+  np.testing.assert_array_equal(cells[0, 0], [False, False, True, True])
+  assert int(np.sum(cells)) == 2
   small = np.zeros((4, 4, 4), np.float32)
   small[0, 0, :] = [0.0, 0.001, 0.002, 0.003]  # mean below the opacity's density
-  np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(small), box, 0.1))[0, 0],
+  np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(small), 0.5, 0.1))[0, 0],
                                 [False, True, True, True])
+  assert fields.grid_cell_size((0.0, 0.0, 0.0, 2.0, 3.0, 4.0), False, 4) == 0.5
+  assert fields.grid_cell_size((0.0, 0.0, 0.0, 2.0, 3.0, 4.0), True, 4) == 1.0  # [-2, 2]^3 in contracted space
 
 
 @pytest.mark.parametrize("outside", [False, True])
@@ -97,7 +102,8 @@ def test_lookup_against_brute_force(rng, outside):
   faces = rng.uniform(0.0, 1.0, size=(200, 3))
   faces[np.arange(200), rng.integers(0, 3, 200)] = rng.integers(0, 2, 200)
   points = np.concatenate([points, lo + near_boundaries * (hi - lo), lo + faces * (hi - lo)])
-  got = np.asarray(occupancy.lookup(jnp.asarray(cells), jnp.asarray(points, jnp.float32), BOX, outside))
+  unit, inside = fields.unit_coordinates(jnp.asarray(points, jnp.float32), BOX, False)
+  got = np.asarray(occupancy.lookup(jnp.asarray(cells), unit, inside, outside))
   expected = [outside if c is None else cells[c] for c in numpy_cell_of(points.astype(np.float32), resolution, BOX)]
   np.testing.assert_array_equal(got, expected)
 
@@ -131,9 +137,11 @@ def test_evaluate_occupied_with_nothing_occupied_makes_no_call():
   np.testing.assert_array_equal(np.asarray(rgb), 0.0)
 
 
-@pytest.mark.parametrize("sampler,field_name", [("proposal", "hash"), ("hierarchical", "mlp"), ("mip", "mlp")])
-def test_render_with_every_cell_occupied_equals_plain_render(rng, sampler, field_name):
-  config = small_config(**{"model.sampler": sampler, "model.field": field_name, "occupancy.skip_budget": 0.1})
+@pytest.mark.parametrize("sampler,field_name,contract", [("proposal", "hash", False), ("proposal", "hash", True),
+                                                         ("hierarchical", "mlp", False), ("mip", "mlp", False)])
+def test_render_with_every_cell_occupied_equals_plain_render(rng, sampler, field_name, contract):
+  config = small_config(**{"model.sampler": sampler, "model.field": field_name, "occupancy.skip_budget": 0.1,
+                           "model.contraction": contract})
   renderer = model_lib.build_model(config)
   rays = random_rays(rng, 32)
   rays = rays._replace(radii=jnp.full((32, 1), 0.002)) if sampler == "mip" else rays
@@ -216,5 +224,6 @@ def test_checkpoint_without_grid_restores_with_the_templates_grid():
   for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   np.testing.assert_array_equal(np.asarray(restored.density_grid), 2.0)
-  full = train_lib.full_grid(renderer, config, restored.params, jax.random.key(0))
-  assert full.shape == (4, 4, 4) and np.all(np.asarray(full) > 0)
+  # A new field's density is about trunc_exp(0) = 1 everywhere in the box.
+  full = np.asarray(train_lib.full_grid(renderer, config, state.params, jax.random.key(0)))
+  assert full.shape == (4, 4, 4) and np.all((full > 0.5) & (full < 2.0))

@@ -285,7 +285,7 @@ def test_capture_config_trains_on_the_demo_as_a_capture(tmp_path):
   config.model.proposal.num_levels, config.model.proposal.log2_table_size = 2, 8
   config.model.proposal.num_samples, config.model.proposal.num_final_samples = (8,), 8
   config.train.batch_size, config.train.max_steps, config.train.checkpoint_every = 64, 3, 3
-  config.eval.stride, config.eval.lpips_net = 4, ""
+  config.eval.stride, config.eval.lpips_net = 8, ""
   workdir = str(tmp_path / "run")
   train_lib.train_and_evaluate(config, workdir)
   eval_lib.evaluate(config, workdir)

@@ -12,6 +12,7 @@ from jaxnerf import eval_lib
 from jaxnerf import render
 from jaxnerf import train_lib
 from jaxnerf.data import loaders
+from jaxnerf.data import poses as poses_lib
 from jaxnerf.errors import ConfigError
 
 PATHS = ("auto", "spiral", "orbit", "test")
@@ -22,8 +23,8 @@ def path_poses(kind, config, num_frames):
   """The resolved path kind, its [num_frames, 3, 4] camera poses, and the Views whose camera renders them.
 
   "spiral" (forward-facing scenes) and "orbit" (inward-facing ones) are built from the training poses; "test"
-  walks through the test views (repeating them if needed); "auto" is the spiral for forward-facing (NDC) scenes
-  and the orbit otherwise.
+  walks through the test views (repeating them if needed); "auto" is the spiral for forward-facing scenes and the
+  orbit otherwise.
   """
   if kind not in PATHS:
     raise ConfigError(f"--path: expected one of {PATHS}, got {kind!r}")
@@ -31,12 +32,13 @@ def path_poses(kind, config, num_frames):
     views = loaders.load_views(config, "test")
     return kind, views.cam_to_world[np.arange(num_frames) % len(views)], views
   views = loaders.load_views(config, "train")
-  if kind == "auto":
-    kind = "spiral" if views.ndc else "orbit"
+  if kind == "auto":  # forward-facing: NDC, or near-parallel optical axes with depth bounds (LLFF, COLMAP points)
+    forward = views.bounds is not None and not poses_lib.axes_are_convergent(views.cam_to_world.astype(np.float64))
+    kind = "spiral" if views.ndc or forward else "orbit"
   if kind == "spiral":
     if views.bounds is None:
-      raise ConfigError(f"--path=spiral: needs the scene depth bounds of an LLFF dataset; config.data.dataset is "
-                        f"{config.data.dataset!r} (use --path=orbit)")
+      raise ConfigError(f"--path=spiral: needs the scene depth bounds of an LLFF dataset or of COLMAP's points "
+                        f"(process_data.py); config.data.dataset is {config.data.dataset!r} (use --path=orbit)")
     return kind, camera_paths.spiral_path(views.cam_to_world.astype(np.float64), views.bounds, num_frames), views
   return kind, camera_paths.orbit_path(views.cam_to_world.astype(np.float64), num_frames), views
 

@@ -21,12 +21,14 @@ from jaxnerf import losses
 from jaxnerf import model
 from jaxnerf import sampling
 from jaxnerf import train_lib
+from jaxnerf import video_lib
 from jaxnerf.data import loaders
 from jaxnerf.data import transforms
 from jaxnerf.errors import ConfigError
 from test_model import small_config
 from test_model import unit
 from test_transforms import demo_scene
+from test_transforms import write_capture
 
 sys.path.insert(0, os.path.join(REPO, "configs"))
 import capture  # noqa: E402
@@ -295,3 +297,44 @@ def test_capture_config_trains_on_the_demo_as_a_capture(tmp_path):
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     metrics = json.load(f)
   assert np.isfinite(metrics["psnr"]) and metrics["step"] == 3
+
+
+def test_forward_facing_capture_gets_a_spiral_video_path(tmp_path):
+  """A forward-facing capture with COLMAP's point depths: the loader gives each view's depth bounds in the scene's
+  scale, and render.py's automatic path is the spiral in front of the cameras; an inward-facing one orbits."""
+  offsets = [(x, y) for x in (-0.3, 0.0, 0.3) for y in (-0.2, 0.2)]
+  frames = []
+  for i, (x, y) in enumerate(offsets):
+    pose = np.eye(4)
+    pose[:3, 3] = [x, y, 0.05 * i]  # all looking down -z
+    frames.append({"transform_matrix": pose.tolist(), "points_depth": [2.0 + 0.1 * i, 8.0 + i]})
+  root = str(tmp_path / "forward")
+  write_capture(root, frames, fl_x=7.0)
+  config = capture.get_config()
+  config.data.data_dir = root
+  config.data.transforms.hold = 100  # frame 0 is the test view
+  views = loaders.load_views(config, "train")
+  scale = np.cbrt(np.linalg.det(views.scene_from_world[:3, :3]))
+  np.testing.assert_allclose(views.bounds, scale * np.array([f["points_depth"] for f in frames[1:]]), rtol=1e-6)
+  kind, path, _ = video_lib.path_poses("auto", config, 8)
+  assert kind == "spiral"
+  cameras = views.cam_to_world[:, :, 3]
+  spread = np.max(np.linalg.norm(cameras - cameras.mean(0), axis=-1))
+  assert np.all(np.linalg.norm(path[:, :, 3] - cameras.mean(0), axis=-1) < 1.5 * spread)
+  mean_view = -views.cam_to_world[:, :, 2].mean(0)
+  assert np.all(-path[:, :, 2] @ (mean_view / np.linalg.norm(mean_view)) > 0.9)
+  # Cameras around an object, looking at it: the orbit, as before.
+  inward = []
+  for i in range(6):
+    angle = 2 * np.pi * i / 6
+    position = 3.0 * np.array([np.cos(angle), np.sin(angle), 0.3])
+    back = position / np.linalg.norm(position)
+    right = np.cross([0.0, 0.0, 1.0], back)
+    right /= np.linalg.norm(right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, np.cross(back, right), back], axis=-1)
+    pose[:3, 3] = position
+    inward.append({"transform_matrix": pose.tolist(), "points_depth": [2.0, 4.0]})
+  config.data.data_dir = str(tmp_path / "inward")
+  write_capture(config.data.data_dir, inward, fl_x=7.0)
+  assert video_lib.path_poses("auto", config, 8)[0] == "orbit"

@@ -204,8 +204,8 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
       dropped (pixel coordinates start at the top left corner, so the intrinsics stay exact).
 
   Returns:
-    Views with per-view intrinsics and lens distortion, and `scene_from_world` [4, 4] (the normalisation) and
-    `split_names` (the frames of each split).
+    Views with per-view intrinsics and lens distortion, `scene_from_world` [4, 4] (the normalisation),
+    `split_names` (the frames of each split) and, from COLMAP's points, `bounds` (each view's depth range).
   """
   if not os.path.isdir(data_dir):
     raise DataError(f"{data_dir}: data directory not found")
@@ -226,13 +226,13 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
   if not normalize and (near < 0 or far < 0):
     raise ConfigError("config.data.transforms.near/far: set both (>= 0) when data.transforms.normalize is False")
   scene_from_world = np.eye(4)
+  depths = points_depths(frames)  # also the scene depth bounds of the views, for spiral video paths
   if normalize:
     scene_from_world, all_poses = poses_lib.normalize_scene(all_poses, centre)
     auto_near, auto_far = INWARD_BOUNDS if poses_lib.axes_are_convergent(all_poses) else FORWARD_BOUNDS
-    depths = points_depths(frames)
     if depths is not None:  # COLMAP's points: a margin around the depths they are seen at
-      scale = np.cbrt(np.linalg.det(scene_from_world[:3, :3]))
-      auto_near, auto_far = 0.5 * scale * depths[:, 0].min(), 1.5 * scale * depths[:, 1].max()
+      depths = depths * np.cbrt(np.linalg.det(scene_from_world[:3, :3]))
+      auto_near, auto_far = 0.5 * depths[:, 0].min(), 1.5 * depths[:, 1].max()
     near, far = (near if near >= 0 else auto_near), (far if far >= 0 else auto_far)
   if not near < far:
     raise ConfigError(f"config.data.transforms.near/far: expected near < far, got {near} and {far}")
@@ -280,4 +280,5 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
                names=[names[i] for i in indices], pixel_center=pixel_center, alpha=alpha,
                background=tuple(float(c) for c in background), intrinsics=intrinsics.astype(np.float32),
                camera_model=models.pop(), distortion=np.stack(distortions).astype(np.float32),
-               scene_from_world=scene_from_world, split_names=split_names)
+               scene_from_world=scene_from_world, split_names=split_names,
+               bounds=None if depths is None else depths[indices].astype(np.float32))

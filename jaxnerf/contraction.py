@@ -30,7 +30,8 @@ def inverse_contract(y):
   """The inverse of `contract`: points [..., 3] with |y| < 2 -> [..., 3] (|y| >= 2, the image of infinity, gives
   infinite or non-finite coordinates)."""
   r = _radius_at_least_one(y)
-  return jnp.where(r <= 1.0, y, y / (r * (2.0 - r)))
+  # Beyond radius 2 the formula would give finite points on the opposite side: give infinity instead.
+  return jnp.where(r <= 1.0, y, y / jnp.where(r < 2.0, r * (2.0 - r), 0.0))
 
 
 def contract_jacobian(x):

@@ -83,6 +83,9 @@ def test_inverse_and_unit_coordinates_round_trip(rng):
   x = points_at_radii(rng, np.geomspace(1e-2, 1e3, 300)).astype(np.float32)
   back = np.asarray(contraction.inverse_contract(contraction.contract(jnp.asarray(x))))
   np.testing.assert_allclose(back, x, rtol=2e-3)  # float32 resolution of the radius 2 - 1/r near 2
+  # The unit cube's corners lie beyond the image of infinity (radius 2): no finite point maps there.
+  beyond = points_at_radii(rng, np.linspace(2.0, 2.0 * np.sqrt(3.0), 50)).astype(np.float32)
+  assert not np.any(np.all(np.isfinite(contraction.inverse_contract(jnp.asarray(beyond))), axis=-1))
   box = (-1.0, -2.0, -3.0, 1.0, 2.0, 5.0)
   for contract in (False, True):
     coords, inside = fields.unit_coordinates(jnp.asarray(x), box, contract)

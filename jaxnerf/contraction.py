@@ -14,7 +14,8 @@ CONTRACTED_RADIUS = 2.0
 
 def _radius_at_least_one(x):
   """max(|x|, 1) for points x [..., 3] -> [..., 1], without overflow for huge points and with finite gradients
-  everywhere (also at x = 0, where |x| has none)."""
+  everywhere (also at x = 0, where |x| has none). With r = max(|x|, 1) the formulas beyond the unit ball give the
+  identity inside it, exactly."""
   scale = jnp.maximum(jnp.max(jnp.abs(x), axis=-1, keepdims=True), 1.0)
   # Beyond the unit cube the clamp is inactive (the scaled squared norm is >= 1 > scale^-2); inside, scale = 1.
   return scale * jnp.sqrt(jnp.maximum(jnp.sum((x / scale) ** 2, axis=-1, keepdims=True), scale ** -2))
@@ -23,7 +24,7 @@ def _radius_at_least_one(x):
 def contract(x):
   """Points [..., 3] -> [..., 3] contracted points, |contract(x)| < 2."""
   r = _radius_at_least_one(x)
-  return jnp.where(r <= 1.0, x, (2.0 - 1.0 / r) * (x / r))
+  return (2.0 - 1.0 / r) * (x / r)
 
 
 def inverse_contract(y):
@@ -31,18 +32,16 @@ def inverse_contract(y):
   infinite or non-finite coordinates)."""
   r = _radius_at_least_one(y)
   # Beyond radius 2 the formula would give finite points on the opposite side: give infinity instead.
-  return jnp.where(r <= 1.0, y, y / jnp.where(r < 2.0, r * (2.0 - r), 0.0))
+  return y / jnp.where(r < 2.0, r * (2.0 - r), 0.0)
 
 
 def contract_jacobian(x):
   """The Jacobian of `contract` at points [..., 3] -> [..., 3, 3]: the identity inside the unit ball; beyond it
-  (2 r - 1) / r^2 across the radial direction u and 1 / r^2 along it (r = |x|), that is
+  (2 r - 1) / r^2 across the radial direction u and 1 / r^2 along it (r = |x|), that is, with r = max(|x|, 1),
   (2 r - 1) / r^2 I + 2 (1 - r) / r^2 u u^T."""
   r = _radius_at_least_one(x)[..., None]  # [..., 1, 1]
-  u = x[..., :, None] / r  # [..., 3, 1]; only used where |x| = r
-  eye = jnp.eye(3, dtype=x.dtype)
-  outer = (2.0 * r - 1.0) / r ** 2 * eye + 2.0 * (1.0 - r) / r ** 2 * (u * jnp.swapaxes(u, -1, -2))
-  return jnp.where(r <= 1.0, eye, outer)
+  u = x[..., :, None] / r  # [..., 3, 1]
+  return (2.0 * r - 1.0) / r ** 2 * jnp.eye(3, dtype=x.dtype) + 2.0 * (1.0 - r) / r ** 2 * (u * jnp.swapaxes(u, -1, -2))
 
 
 def contract_gaussians(means, covs):

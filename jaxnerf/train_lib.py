@@ -163,11 +163,18 @@ def make_train_step(model, optimizer, config):
 
 
 def refresh_grid(model, config, params, grid, key, update, decay):
-  """occupancy.refresh of the [R, R, R] grid from the finest field of `model` with `params`."""
-  to_points = lambda unit: fields.points_at_unit_coordinates(unit, config.data.scene_box, config.model.contraction)
-  return occupancy.refresh(
-      grid, lambda unit: model.apply({"params": params}, to_points(unit), method=model.field_at)[1], key, update,
-      config.occupancy.cells_per_update, decay)
+  """occupancy.refresh of the [R, R, R] grid from the finest field of `model` with `params`; the cells' points
+  are split over sharding.data_mesh() like a batch (when their number divides evenly), so that every device
+  evaluates its share."""
+  mesh = sharding.data_mesh()
+
+  def density(unit):
+    if unit.shape[0] % mesh.size == 0:
+      unit = jax.lax.with_sharding_constraint(unit, sharding.split(mesh))
+    points = fields.points_at_unit_coordinates(unit, config.data.scene_box, config.model.contraction)
+    return model.apply({"params": params}, points, method=model.field_at)[1]
+
+  return occupancy.refresh(grid, density, key, update, config.occupancy.cells_per_update, decay)
 
 
 def full_grid(model, config, params, key):

@@ -30,6 +30,7 @@ def main(workdir, max_steps, *join):
   state = train_lib.train_and_evaluate(config, workdir)
   copies = {jax.tree_util.keystr(path): np.stack([np.asarray(s.data) for s in leaf.addressable_shards])
             for path, leaf in jax.tree.leaves_with_path(state.params)}
+  copies["density_grid"] = np.stack([np.asarray(s.data) for s in state.density_grid.addressable_shards])
   np.savez(os.path.join(workdir, f"params_{jax.process_index()}.npz"), **copies)
   eval_lib.evaluate(config, workdir)
 

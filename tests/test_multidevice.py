@@ -92,9 +92,13 @@ def test_eight_devices_match_one_device(tmp_path, model):
 
   copies = load_copies(tmp_path / "eight", 0)
   assert all(c.shape[0] == 8 for c in copies.values())
-  for name, c in copies.items():  # every device holds the same parameters
+  for name, c in copies.items():  # every device holds the same parameters and occupancy grid
     assert all(np.array_equal(c[0], c[i]) for i in range(8)), name
+  grid = copies.pop("density_grid")[0]
   assert_params_close({name: c[0] for name, c in copies.items()}, flat_params(state.params))
+  # The grid's refresh is split over the eight devices; it matches the one-device grid.
+  assert np.any(grid > 0)
+  np.testing.assert_allclose(grid, np.asarray(state.density_grid), rtol=1e-4, atol=1e-6)
 
   one = read_json(os.path.join(one_dir, "eval", "metrics.json"))
   eight = read_json(tmp_path / "eight" / "eval" / "metrics.json")
@@ -133,6 +137,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
   for code, _, err in results:
     assert code == 0, err[-3000:]
   first, second = load_copies(workdir, 0), load_copies(workdir, 1)
+  grids = first.pop("density_grid"), second.pop("density_grid")
+  np.testing.assert_array_equal(grids[0], grids[1])
+  np.testing.assert_allclose(grids[0][0], np.asarray(state.density_grid), rtol=1e-4, atol=1e-6)
   for name in expected:
     np.testing.assert_array_equal(first[name], second[name], err_msg=name)
   assert_params_close({name: c[0] for name, c in first.items()}, expected)

@@ -49,6 +49,7 @@ def tiny_fast_config(max_steps):
   config.train.log_every = 2
   config.train.val_every = 3
   config.eval.chunk = 2048
+  config.occupancy.resolution, config.occupancy.cells_per_update, config.occupancy.update_every = 32, 8192, 2
   return config
 
 

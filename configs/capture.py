@@ -6,11 +6,11 @@ long side; the held-out frames (every 8th) evaluated.
 Usage: python train.py --config=configs/capture.py --config.data.data_dir=SCENE --workdir=DIR
        python eval.py  --config=configs/capture.py --config.data.data_dir=SCENE --workdir=DIR
 """
-from jaxnerf.config import base_config
+from jaxnerf.config import fast_config
 
 
 def get_config():
-  config = base_config()
+  config = fast_config()
   config.data.dataset = "transforms"
   config.data.data_dir = ""  # required: a folder with transforms.json (or sparse/0) and the photos
   config.data.white_background = False  # photos have no alpha; black only shows behind transparent pixels
@@ -21,28 +21,18 @@ def get_config():
   config.data.transforms.far = 1e3
   config.model.contraction = True
   config.model.spacing = "linear_then_disparity"
-  config.model.sampler = "proposal"
-  config.model.field = "hash"
-  config.model.proposal.num_samples = (64,)
-  config.model.proposal.num_final_samples = 32
-  config.model.proposal.max_resolution = 128
   config.model.hash.num_levels = 12
   config.model.hash.log2_table_size = 17
   # The contracted space [-2, 2]^3 fills the grids, the unit ball (where the cameras are) half of each axis.
   config.model.hash.max_resolution = 1024
-  config.loss.distortion_weight = 0.002
   config.train.max_steps = 5_000
   config.train.batch_size = 1024
-  config.train.lr_init = 1e-2
-  config.train.lr_final = 1e-4
-  config.train.lr_delay_steps = 100
-  config.train.lr_delay_mult = 0.01
-  config.train.adam_b2 = 0.99
-  config.train.adam_eps = 1e-15
-  config.train.weight_decay = 1e-6
   config.train.checkpoint_every = 1000
   config.train.log_every = 100
   config.train.val_every = 0
+  config.train.random_background = False
+  # The opacity threshold is set for cells of the scene's scale; contracted cells far away hold much more space.
+  config.occupancy.skip_empty = False
   config.eval.split = "test"  # the held-out frames (data.transforms.hold, or the file's test_filenames)
   config.eval.chunk = 8192
   return config

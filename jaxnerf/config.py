@@ -147,6 +147,30 @@ def base_config():
   return config
 
 
+def fast_config():
+  """base_config() with the fast mode's defaults: a hash-grid field behind one density-only proposal level, the
+  distortion loss, Instant-NGP's optimiser settings (a high rate with warm-up, Adam with beta2 0.99 and a tiny
+  epsilon, weight decay of the MLP kernels), random backgrounds behind transparent pixels, and renders that skip
+  empty space. The fast configs start from it."""
+  config = base_config()
+  config.model.sampler = "proposal"
+  config.model.field = "hash"
+  config.model.proposal.num_samples = (64,)
+  config.model.proposal.num_final_samples = 32
+  config.model.proposal.max_resolution = 128
+  config.loss.distortion_weight = 0.002
+  config.train.lr_init = 1e-2
+  config.train.lr_final = 1e-4
+  config.train.lr_delay_steps = 100
+  config.train.lr_delay_mult = 0.01
+  config.train.adam_b2 = 0.99
+  config.train.adam_eps = 1e-15
+  config.train.weight_decay = 1e-6
+  config.train.random_background = True
+  config.occupancy.skip_empty = True
+  return config
+
+
 def has_field(config, path):
   """Whether a dotted path such as "train.batch_size" names a field of the config."""
   node = config

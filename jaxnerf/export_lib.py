@@ -12,9 +12,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-import skimage.measure
 import tqdm
-import trimesh
 
 from jaxnerf import compositing
 from jaxnerf import config as config_lib
@@ -36,6 +34,23 @@ COLOR_OFFSET = 2.0
 COLOR_SAMPLES = 16
 # NDC depth 1 is infinitely far: vertices and points beyond this are dropped when mapping NDC back to the scene.
 MAX_NDC_DEPTH = 0.999
+
+
+def import_skimage_measure():
+  try:
+    import skimage.measure  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise UserError("export.py needs scikit-image for marching cubes: pip install \"jaxnerf[export]\"") from None
+  return skimage.measure
+
+
+def import_trimesh():
+  try:
+    import trimesh  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise UserError("export.py needs trimesh to write meshes and point clouds: pip install \"jaxnerf[export]\"") \
+        from None
+  return trimesh
 
 
 def as_partial(field_fn):
@@ -107,8 +122,8 @@ def marching_cubes(grid, axes, threshold):
   spacing = tuple(float(a[1] - a[0]) for a in axes)
   # "descent": the object is where the density is above the threshold; skimage's normals then point out of it,
   # and its faces are wound the other way round, hence the flip.
-  vertices, faces, normals, _ = skimage.measure.marching_cubes(grid, level=threshold, spacing=spacing,
-                                                               gradient_direction="descent")
+  vertices, faces, normals, _ = import_skimage_measure().marching_cubes(grid, level=threshold, spacing=spacing,
+                                                                        gradient_direction="descent")
   vertices = vertices.astype(np.float64) + np.array([a[0] for a in axes])
   normals = normals / np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
   return vertices, faces[:, ::-1].copy(), normals.astype(np.float64)
@@ -269,14 +284,15 @@ def to_uint8_colors(colors):
 def write_mesh(path, file_format, vertices, faces, colors):
   """Write a vertex-coloured triangle mesh as PLY (binary) or OBJ (vertex colours after each position); the file
   is complete or absent."""
-  mesh = trimesh.Trimesh(vertices=vertices, faces=faces, vertex_colors=to_uint8_colors(colors), process=False)
+  mesh = import_trimesh().Trimesh(vertices=vertices, faces=faces, vertex_colors=to_uint8_colors(colors),
+                                  process=False)
   with eval_lib.written_in_place(path) as partial:
     mesh.export(partial, file_type=file_format)
 
 
 def write_point_cloud(path, points, colors):
   """Write coloured points as a binary PLY; the file is complete or absent."""
-  cloud = trimesh.PointCloud(points, colors=to_uint8_colors(colors))
+  cloud = import_trimesh().PointCloud(points, colors=to_uint8_colors(colors))
   with eval_lib.written_in_place(path) as partial:
     cloud.export(partial, file_type="ply")
 
@@ -325,6 +341,9 @@ def export(config, workdir, what, output=None, file_format="", resolution=256, t
   config_lib.validate(config, 1)
   check_options(what, resolution, min_opacity, num_points, stride, factor)
   file_format = output_format(what, output, file_format)
+  import_trimesh()  # a missing library fails here, before anything is computed
+  if what == "mesh":
+    import_skimage_measure()
   # The mesh needs only the scene's frame (one view); the point cloud renders the views.
   views = loaders.load_views(config, "train", stride=stride if what == "pointcloud" else 10**9)
   config = loaders.with_scene_bounds(config, views)

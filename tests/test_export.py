@@ -12,6 +12,10 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY, random_rotation
+
+pytest.importorskip("skimage")  # the [export] extra
+pytest.importorskip("trimesh")
+
 from jaxnerf import export_lib
 from jaxnerf import model as model_lib
 from jaxnerf import rays as rays_lib

@@ -81,8 +81,9 @@ def test_grid_axes_cubic_voxels():
 
 
 def test_density_grid_matches_field_at_every_point():
-  axes, _ = export_lib.grid_axes((-1.0, -1.0, -1.0, 1.0, 1.0, 1.0), 7)
-  # Chunks that do not divide the 343 points: the last one is padded.
+  # A box unlike the sphere's symmetry, so that a mix-up of axes shows; chunks that do not divide the 7 x 5 x 3
+  # points: the last one is padded.
+  axes, _ = export_lib.grid_axes((-1.0, -0.5, 0.0, 2.0, 1.5, 1.0), 7)
   grid = export_lib.density_grid(field_fn_of(renderer_of(SphereField())), axes, chunk=50, progress=False)
   x, y, z = np.meshgrid(*axes, indexing="ij")
   expected = SURFACE_DENSITY * np.clip(2.0 - np.sqrt(x**2 + y**2 + z**2) / RADIUS, 0.0, 2.0)
@@ -304,3 +305,12 @@ def test_export_py_end_to_end(tmp_path):
     assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), bad.stderr
   assert sorted(os.listdir(workdir)) == before
   assert not os.path.exists(tmp_path / "empty" / "export")
+
+
+def test_surface_colours_of_a_nearly_transparent_segment(sphere_mesh):
+  # A segment far too short to be opaque: the light left over takes the colour at the vertex, not black.
+  vertices, _, normals, _, _ = sphere_mesh
+  field_fn = field_fn_of(renderer_of(SphereField()))
+  colors = export_lib.surface_colors(field_fn, vertices[:500], normals[:500], 1e-3, chunk=2**12, progress=False)
+  outward = vertices[:500] / np.linalg.norm(vertices[:500], axis=-1, keepdims=True)
+  np.testing.assert_allclose(colors, BASE_COLOR - VIEW_TINT * outward, atol=0.01)

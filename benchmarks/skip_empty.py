@@ -4,8 +4,8 @@
       --workdir=runs/lego_fast [--views=1] [--repeats=3]
 
 Renders the first --views test views (every config.eval.stride-th) of the run's latest checkpoint at full
-resolution (the first one once more before timing, to compile) --repeats times each, with the fields evaluated at every sample and with the
-occupancy grid (config.occupancy.skip_empty); prints one table: median seconds per frame, rays/s, PSNR and SSIM
+resolution (the first one once more before timing, to compile) --repeats times each, with the fields evaluated
+at every sample and with the occupancy grid (config.occupancy.skip_empty); prints one table: median seconds per frame, rays/s, PSNR and SSIM
 against the photos, the occupied fraction of the grid, field calls per frame (one per level and chunk when no
 level overflows occupancy.skip_budget), and the largest difference between the two renders.
 """

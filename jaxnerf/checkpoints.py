@@ -9,9 +9,13 @@ import os
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxnerf.errors import WorkdirError
+
+# Fields of the training state that checkpoints of earlier versions lack; they restore with the template's values.
+ADDED_FIELDS = ("density_grid",)
 
 
 def manager(directory, keep=3):
@@ -55,15 +59,24 @@ def restore_latest(mngr, template, step=None):
     name = sorted(set(stored) ^ set(expected)) or [k for k in sorted(stored) if stored[k] != expected[k]]
     raise WorkdirError(f"{mngr.directory}/{step}: checkpoint does not fit this config's model (parameter "
                        f"{name[0]}: {stored.get(name[0])} stored, {expected.get(name[0])} expected)")
-  if all(field.name in metadata for field in dataclasses.fields(template)):
+  missing = [field.name for field in dataclasses.fields(template) if field.name not in metadata]
+  if not missing:
     return mngr.restore(step, args=ocp.args.StandardRestore(template))
-  # Written before some fields of the state existed (e.g. the occupancy grid): those keep the template's values.
+  if set(missing) - set(ADDED_FIELDS):
+    raise WorkdirError(f"{mngr.directory}/{step}: checkpoint lacks {', '.join(missing)} of the training state")
+  # Written before the fields in ADDED_FIELDS existed: those keep the template's values, all others are restored.
   stored_tree = mngr.restore(step, args=ocp.args.StandardRestore(None))
   paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
   leaves = []
   for path, leaf in paths_and_leaves:
+    if path[0].name in missing:
+      leaves.append(leaf)
+      continue
     value = _find(stored_tree, path)
-    leaves.append(leaf if value is None else jax.device_put(jnp.asarray(value, leaf.dtype), leaf.sharding))
+    if value is None:
+      raise WorkdirError(f"{mngr.directory}/{step}: checkpoint lacks {jax.tree_util.keystr(path)}")
+    value = np.asarray(value, leaf.dtype)
+    leaves.append(jax.make_array_from_callback(leaf.shape, leaf.sharding, lambda index, value=value: value[index]))
   return jax.tree_util.tree_unflatten(treedef, leaves)
 
 

@@ -20,7 +20,7 @@ from jaxnerf.errors import WorkdirError
 
 def restore_trained(config, workdir, step=None):
   """The model of `config` and the latest training state in workdir (or the one saved at `step`), with an
-  occupancy grid computed from the field if the checkpoint has none.
+  occupancy grid computed from the field if renders skip empty space and the checkpoint has none.
 
   Raises WorkdirError if workdir holds no checkpoint, or a run or checkpoint of another model.
   """
@@ -33,9 +33,7 @@ def restore_trained(config, workdir, step=None):
     state = checkpoints.restore_latest(mngr, template, step)
   if state is None:
     raise WorkdirError(f"{workdir}: no checkpoint to render (train first, with the same --workdir)")
-  if not np.any(np.asarray(state.density_grid)):  # written before the occupancy grid was kept with the state
-    state = state.replace(density_grid=train_lib.full_grid(model, config, state.params, jax.random.key(0)))
-  return model, state
+  return model, train_lib.with_occupancy_grid(model, config, state)
 
 
 def evaluate(config, workdir):

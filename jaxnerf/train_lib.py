@@ -177,11 +177,12 @@ def refresh_grid(model, config, params, grid, key, update, decay):
   return occupancy.refresh(grid, density, key, update, config.occupancy.cells_per_update, decay)
 
 
-def full_grid(model, config, params, key):
-  """A whole occupancy grid from the field at once: every cell's density at one random point inside it (for
-  checkpoints written before the grid was part of the training state)."""
+def full_grid(model, config, params, key, samples_per_cell=16):
+  """A whole occupancy grid from the field at once: every cell's largest density at `samples_per_cell` random
+  points inside it (for checkpoints written before the grid was part of the training state; one point per cell
+  misses the thin structures that the moving average of training catches over many refreshes)."""
   resolution = config.occupancy.resolution
-  updates = -(-resolution**3 // config.occupancy.cells_per_update)
+  updates = -(-resolution**3 // config.occupancy.cells_per_update) * samples_per_cell
 
   @jax.jit
   def fill(params, key):
@@ -190,6 +191,15 @@ def full_grid(model, config, params, key):
         jnp.zeros((resolution,) * 3, jnp.float32))
 
   return fill(params, key)
+
+
+def with_occupancy_grid(model, config, state):
+  """`state`, with an occupancy grid computed from its field if renders skip empty space and the grid was never
+  refreshed (a checkpoint written before the grid was part of the training state)."""
+  if config.occupancy.skip_empty and int(state.step) > 0 and not np.any(np.asarray(state.density_grid)):
+    grid = full_grid(model, config, state.params, jax.random.key(0))
+    return state.replace(density_grid=jax.device_put(grid, state.density_grid.sharding))
+  return state
 
 
 def prepare_workdir(config, workdir):
@@ -308,7 +318,7 @@ def train_and_evaluate(config, workdir):
        StopRequest() as stop:
     restored = checkpoints.restore_latest(mngr, state)
     if restored is not None:
-      state = restored
+      state = with_occupancy_grid(model, config, restored)
     if lead:
       write_config(config, workdir)
 

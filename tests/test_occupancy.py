@@ -5,7 +5,6 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from jaxnerf import checkpoints
@@ -76,17 +75,18 @@ def test_refresh_against_numpy_sweep():
   np.testing.assert_array_equal(np.asarray(full).reshape(-1), 1.0 + np.arange(resolution**3))
 
 
-def test_occupied_by_opacity_across_a_cell_or_above_the_mean():
+def test_occupied_by_opacity_across_a_cell_or_above_the_mean_with_a_margin_of_one_cell():
   # Cells of side 0.5: opacity 0.1 is density -ln(0.9) / 0.5 = 0.2107.
-  grid = np.zeros((4, 4, 4), np.float32)
-  grid[0, 0, :] = [0.0, 0.2, 0.22, 30.0]  # mean 0.4765: the opacity rules
-  cells = np.asarray(occupancy.occupied(jnp.asarray(grid), 0.5, 0.1))
-  np.testing.assert_array_equal(cells[0, 0], [False, False, True, True])
-  assert int(np.sum(cells)) == 2
-  small = np.zeros((4, 4, 4), np.float32)
-  small[0, 0, :] = [0.0, 0.001, 0.002, 0.003]  # mean below the opacity's density
-  np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(small), 0.5, 0.1))[0, 0],
-                                [False, True, True, True])
+  grid = np.zeros((5, 5, 5), np.float32)
+  grid[2, 2, 0:4] = [0.0, 0.2, 0.22, 30.0]  # mean 0.2416: the opacity rules, cells (2, 2, 2) and (2, 2, 3) are dense
+  expected = np.zeros((5, 5, 5), bool)
+  expected[1:4, 1:4, 1:5] = True  # and their neighbours
+  np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(grid), 0.5, 0.1)), expected)
+  small = np.zeros((5, 5, 5), np.float32)
+  small[0, 0, 4] = 0.003  # mean below the opacity's density
+  expected = np.zeros((5, 5, 5), bool)
+  expected[0:2, 0:2, 3:5] = True
+  np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(small), 0.5, 0.1)), expected)
   assert fields.grid_cell_size((0.0, 0.0, 0.0, 2.0, 3.0, 4.0), False, 4) == 0.5
   assert fields.grid_cell_size((0.0, 0.0, 0.0, 2.0, 3.0, 4.0), True, 4) == 1.0  # [-2, 2]^3 in contracted space
 
@@ -213,15 +213,18 @@ def test_checkpoint_without_grid_restores_with_the_templates_grid():
   optimizer = train_lib.make_optimizer(config.train)
   state = train_lib.create_train_state(config, renderer, optimizer)
   params = jax.tree.map(lambda x: x + 1.0, state.params)
-  old = StateWithoutGrid(jnp.asarray(7, jnp.int32), params, optimizer.init(params), state.key,
-                         state.nonfinite_streak, state.nonfinite_total)
+  # An optimizer state after one update, so that a reset to the template's would show.
+  _, opt_state = optimizer.update(jax.tree.map(jnp.ones_like, params), optimizer.init(params), params)
+  old = StateWithoutGrid(jnp.asarray(7, jnp.int32), params, opt_state, state.key + 3,
+                         jnp.asarray(2, jnp.int32), jnp.asarray(5, jnp.int32))
   with tempfile.TemporaryDirectory() as directory:
     with checkpoints.manager(directory) as mngr:
       checkpoints.save(mngr, 7, old)
       template = state.replace(density_grid=jnp.full((4, 4, 4), 2.0))
       restored = checkpoints.restore_latest(mngr, template)
-  assert int(restored.step) == 7
-  for a, b in zip(jax.tree.leaves(restored.params), jax.tree.leaves(params)):
+  assert (int(restored.step), int(restored.nonfinite_streak), int(restored.nonfinite_total)) == (7, 2, 5)
+  for a, b in zip(jax.tree.leaves((restored.params, restored.opt_state, restored.key)),
+                  jax.tree.leaves((params, opt_state, state.key + 3))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   np.testing.assert_array_equal(np.asarray(restored.density_grid), 2.0)
   # A new field's density is about trunc_exp(0) = 1 everywhere in the box.

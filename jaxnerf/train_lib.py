@@ -113,8 +113,9 @@ def make_train_step(model, optimizer, config):
   loss over the global batch makes XLA all-reduce the gradients.
 
   A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
-  advances the step (the next step sees the next batch) and is counted in the state. Every
-  config.occupancy.update_every steps the occupancy grid is refreshed from the new parameters.
+  advances the step (the next step sees the next batch) and is counted in the state. If renders skip empty space
+  (config.occupancy.skip_empty), every config.occupancy.update_every steps the occupancy grid is refreshed from
+  the new parameters.
   """
   near, far = config.data.near, config.data.far
   grid = config.occupancy
@@ -145,11 +146,13 @@ def make_train_step(model, optimizer, config):
     keep_if_finite = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     skipped = (~finite).astype(jnp.int32)
     params = keep_if_finite(params, state.params)
-    density_grid = jax.lax.cond(
-        state.step % grid.update_every == 0,
-        lambda g: refresh_grid(model, config, params, g, jax.random.fold_in(key, 1 << 20),
-                               state.step // grid.update_every, grid.decay),
-        lambda g: g, state.density_grid)
+    density_grid = state.density_grid
+    if grid.skip_empty:  # only renders that skip empty space read the grid
+      density_grid = jax.lax.cond(
+          state.step % grid.update_every == 0,
+          lambda g: refresh_grid(model, config, params, g, jax.random.fold_in(key, 1 << 20),
+                                 state.step // grid.update_every, grid.decay),
+          lambda g: g, density_grid)
     new_state = state.replace(
         step=state.step + 1, params=params, opt_state=keep_if_finite(opt_state, state.opt_state),
         density_grid=density_grid,
@@ -218,19 +221,32 @@ def prepare_workdir(config, workdir):
   if os.path.exists(saved_path):
     try:
       with open(saved_path) as f:
-        saved_model = json.load(f)["model"]
-    except (OSError, ValueError, KeyError, TypeError):
+        saved = json.load(f)
+      saved = {"model": saved["model"], "occupancy": saved.get("occupancy", {})}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
       raise WorkdirError(f"{saved_path}: not a jaxnerf run config; use another --workdir") from None
-    saved_model = flax.traverse_util.flatten_dict(saved_model, sep=".") if isinstance(saved_model, dict) else {}
-    flat_model = lambda c: flax.traverse_util.flatten_dict(json.loads(c.model.to_json_best_effort()), sep=".")
     # Fields added to the schema after the run was made count at their defaults, which is how the run behaved.
-    saved_model = {**flat_model(config_lib.base_config()), **saved_model}
-    current = flat_model(config)
-    changed = sorted(k for k in set(saved_model) | set(current) if saved_model.get(k) != current.get(k))
+    saved = {**_checkpoint_shaping(config_lib.base_config()), **_checkpoint_shaping(saved)}
+    current = _checkpoint_shaping(config)
+    changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
-      diffs = ", ".join(f"model.{k}={saved_model.get(k)!r} there, {current.get(k)!r} here" for k in changed)
+      diffs = ", ".join(f"{k}={saved.get(k)!r} there, {current.get(k)!r} here" for k in changed)
       raise WorkdirError(f"{saved_path}: the run in this workdir has another model ({diffs}); "
                          "use another --workdir or the same model settings")
+
+
+def _checkpoint_shaping(config):
+  """The settings that fix the shapes of a run's checkpoints, flat ("model.mlp.width": 128), from a config or
+  the dict of a saved config.json: all of `model` and the occupancy grid's resolution."""
+  if not isinstance(config, dict):
+    config = json.loads(config.to_json_best_effort())
+  model = config.get("model")
+  flat = flax.traverse_util.flatten_dict(model, sep=".") if isinstance(model, dict) else {}
+  flat = {f"model.{k}": v for k, v in flat.items()}
+  occupancy = config.get("occupancy")
+  if isinstance(occupancy, dict) and "resolution" in occupancy:
+    flat["occupancy.resolution"] = occupancy["resolution"]
+  return flat
 
 
 def is_lead_process():

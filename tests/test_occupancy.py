@@ -175,9 +175,11 @@ def test_render_skips_empty_cells(rng):
     assert np.all(np.asarray(level.out.weights)[~in_cell] == 0.0)
 
 
-def test_train_step_refreshes_the_grid_every_update_every_steps(rng):
+@pytest.mark.parametrize("skip_empty", [True, False])
+def test_train_step_refreshes_the_grid_every_update_every_steps(rng, skip_empty):
   config = small_config(**{"model.sampler": "proposal", "model.field": "hash", "occupancy.resolution": 8,
-                           "occupancy.cells_per_update": 128, "occupancy.update_every": 2, "train.batch_size": 32})
+                           "occupancy.cells_per_update": 128, "occupancy.update_every": 2, "train.batch_size": 32,
+                           "occupancy.skip_empty": skip_empty})
   renderer = model_lib.build_model(config)
   optimizer = train_lib.make_optimizer(config.train)
   state = train_lib.create_train_state(config, renderer, optimizer)
@@ -188,11 +190,14 @@ def test_train_step_refreshes_the_grid_every_update_every_steps(rng):
   for i in range(5):
     state, _ = step(state, batch, jax.random.key(i))
     grids.append(np.asarray(state.density_grid).reshape(-1))
+  if not skip_empty:  # nothing reads the grid: it is never refreshed
+    assert not np.any(grids)
+    return
   # Updates after steps 0, 2, 4 refresh cells 0-127, 128-255, 256-383 (and decay all).
   assert np.all(grids[1][:128] > 0) and np.all(grids[1][128:] == 0)
   np.testing.assert_array_equal(grids[2], grids[1])
   assert np.all(grids[3][128:256] > 0) and np.all(grids[3][256:] == 0)
-  np.testing.assert_allclose(grids[3][:128], np.maximum(grids[2][:128] * 0.95, 0) , rtol=1e-6)
+  np.testing.assert_allclose(grids[3][:128], grids[2][:128] * 0.95, rtol=1e-6)  # decayed, not refreshed
   np.testing.assert_array_equal(grids[4], grids[3])
   assert np.all(grids[5][256:384] > 0) and np.all(grids[5][384:] == 0)
 

@@ -146,6 +146,9 @@ def test_incompatible_model_and_checkpoint(trained_run, tmp_path):
   expect_user_error("train.py", trained_run, "has another model (model.mlp.width=16 there, 32 here)",
                     "--config.model.mlp.width=32")
   expect_user_error("eval.py", trained_run, "has another model", "--config.model.hierarchical.num_fine_samples=8")
+  # The occupancy grid is part of the checkpoint.
+  expect_user_error("eval.py", trained_run, "occupancy.resolution=128 there, 64 here",
+                    "--config.occupancy.resolution=64")
   # Without the saved config, the checkpoint itself is checked against the model.
   copy = str(tmp_path / "copy")
   shutil.copytree(trained_run, copy)

@@ -17,12 +17,17 @@ pytest.importorskip("skimage")  # the [export] extra
 pytest.importorskip("trimesh")
 
 from jaxnerf import export_lib
+from jaxnerf import train_lib
+from jaxnerf.data import loaders
 from jaxnerf import model as model_lib
 from jaxnerf import rays as rays_lib
 from jaxnerf import render
 from jaxnerf import sampling
 from jaxnerf.data import views as views_lib
 from jaxnerf.errors import ConfigError
+
+sys.path.insert(0, os.path.join(REPO, "configs"))
+import demo_fast  # noqa: E402
 
 RADIUS = 0.8
 SURFACE_DENSITY = 50.0
@@ -314,3 +319,48 @@ def test_surface_colours_of_a_nearly_transparent_segment(sphere_mesh):
   colors = export_lib.surface_colors(field_fn, vertices[:500], normals[:500], 1e-3, chunk=2**12, progress=False)
   outward = vertices[:500] / np.linalg.norm(vertices[:500], axis=-1, keepdims=True)
   np.testing.assert_allclose(colors, BASE_COLOR - VIEW_TINT * outward, atol=0.01)
+
+
+def visual_hull_box(views, resolution=96):
+  """The float64 bounding box [2, 3] of the points of the demo's scene box that every training view sees inside
+  the object's silhouette (alpha >= 0.5, nearest pixel; points outside a view's image are not constrained by it):
+  an upper bound of the object from the photos alone, independent of any model."""
+  axis = np.linspace(-1.5, 1.5, resolution)
+  points = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+  inside = np.ones(len(points), bool)
+  for pose, alpha in zip(views.cam_to_world.astype(np.float64), views.alpha):
+    camera = (points - pose[:3, 3]) @ pose[:3, :3]  # OpenGL camera axes: x right, y up, looking along -z
+    depth = -camera[:, 2]
+    column = np.floor(views.focal * camera[:, 0] / depth + views.width / 2).astype(int)
+    row = np.floor(-views.focal * camera[:, 1] / depth + views.height / 2).astype(int)
+    seen = (depth > 0) & (column >= 0) & (column < views.width) & (row >= 0) & (row < views.height)
+    inside[seen] &= alpha[row[seen], column[seen]] >= 0.5
+  assert inside.any()
+  return np.stack([points[inside].min(0), points[inside].max(0)])
+
+
+def test_demo_mesh_sits_inside_the_legos_silhouettes(tmp_path):
+  """A briefly trained fast model of the demo exports a mesh that lies within the visual hull's box of the lego
+  and spans most of it."""
+  config = demo_fast.get_config()
+  config.model.hash.num_levels, config.model.hash.log2_table_size, config.model.hash.max_resolution = 8, 14, 128
+  config.model.proposal.num_samples, config.model.proposal.num_final_samples = (32,), 16
+  config.train.batch_size, config.train.max_steps, config.train.checkpoint_every = 512, 300, 300
+  config.occupancy.resolution = 32
+  config.eval.chunk = 4096
+  workdir = str(tmp_path / "demo")
+  train_lib.train_and_evaluate(config, workdir)
+  hull = visual_hull_box(loaders.load_views(config, "train"))
+  voxel = 3.0 / 95
+  # The lego: about 1.3 x 2.3 x 1.3 scene units, off-centre in y and z.
+  assert np.all(hull[1] - hull[0] > 1.0) and np.all(hull[1] - hull[0] < 2.6)
+  result = export_lib.export(config, workdir, "mesh", resolution=64, threshold=10.0)
+  assert result["vertices"] > 1000
+  vertex = read_ply(result["path"])["vertex"]
+  vertices = np.stack([vertex["x"], vertex["y"], vertex["z"]], -1).astype(np.float64)
+  outside = np.any((vertices < hull[0] - 2 * voxel) | (vertices > hull[1] + 2 * voxel), axis=1)
+  assert outside.mean() < 0.005, (outside.mean(), hull, vertices.min(0), vertices.max(0))
+  # It reaches the hull's sides, except its bottom: the cameras, all above the lego's base, carve that loosely.
+  np.testing.assert_allclose(vertices.max(0), hull[1], atol=0.1)
+  np.testing.assert_allclose(vertices.min(0)[:2], hull[0, :2], atol=0.1)
+  assert hull[0, 2] < vertices.min(0)[2] < hull[0, 2] + 0.25

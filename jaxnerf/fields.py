@@ -213,11 +213,20 @@ def unit_coordinates(points, scene_box, contract):
 
 
 def grid_cell_size(scene_box, contract, resolution):
-  """The side of a cell of a grid of resolution^3 cells over the unit cube, in scene units (with contraction, in
-  contracted space, where it is the scene's own inside radius 1)."""
-  if contract:
-    return 2.0 * contraction.CONTRACTED_RADIUS / resolution
-  return min(scene_box[i + 3] - scene_box[i] for i in range(3)) / resolution
+  """The length in the scene of the cells of a resolution^3 grid over the unit cube: the cell side, or with
+  contraction [R, R, R] per cell, the scene length of the cell's contracted side along the radius through its
+  centre (the direction of rays from the cameras, near the centre): the side inside radius 1, growing as the
+  square of the scene radius beyond it, infinite for the cube's corner cells beyond radius 2, which no point
+  reaches."""
+  if not contract:
+    return min(scene_box[i + 3] - scene_box[i] for i in range(3)) / resolution
+  radius = contraction.CONTRACTED_RADIUS
+  side = 2.0 * radius / resolution
+  centres = (jnp.arange(resolution) + 0.5) * side - radius
+  s = jnp.sqrt(centres[:, None, None] ** 2 + centres[None, :, None] ** 2 + centres[None, None, :] ** 2)
+  # Contracted radius s = 2 - 1/r: dr/ds = 1 / (2 - s)^2 = r^2.
+  stretch = jnp.where(s <= 1.0, 1.0, 1.0 / jnp.maximum(2.0 - s, 0.0) ** 2)
+  return side * stretch
 
 
 def points_at_unit_coordinates(x, scene_box, contract):

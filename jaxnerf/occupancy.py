@@ -61,7 +61,7 @@ def occupied(grid, cell_size, opacity):
 
   Args:
     grid: [R, R, R] densities.
-    cell_size: the side of a cell in the scene's units (fields.grid_cell_size).
+    cell_size: the length of a cell in the scene's units, a scalar or [R, R, R] (fields.grid_cell_size).
     opacity: in (0, 1).
   """
   dense = grid > jnp.minimum(-jnp.log1p(-opacity) / cell_size, jnp.mean(grid))

@@ -81,9 +81,12 @@ def render_rays(render_chunk, variables, rays, chunk):
     result = render_chunk(variables, sharding.from_same_on_all(mesh, rays_lib.Rays(*piece)))
     outputs.append({name: np.asarray(x) if np.ndim(x) == 0 else np.asarray(x)[:chunk - pad]
                     for name, x in result.items()})
-  joined = {name: sum(out[name] for out in outputs) if np.ndim(outputs[0][name]) == 0 else
-            np.concatenate([out[name] for out in outputs], axis=0).reshape(*batch_shape, *outputs[0][name].shape[1:])
-            for name in outputs[0]}
+  joined = {}
+  for name, first in outputs[0].items():
+    if np.ndim(first) == 0:  # a count over the chunk (field_calls): summed
+      joined[name] = sum(out[name] for out in outputs)
+    else:
+      joined[name] = np.concatenate([out[name] for out in outputs]).reshape(*batch_shape, *first.shape[1:])
   return joined
 
 

@@ -88,7 +88,29 @@ def test_occupied_by_opacity_across_a_cell_or_above_the_mean_with_a_margin_of_on
   expected[0:2, 0:2, 3:5] = True
   np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(small), 0.5, 0.1)), expected)
   assert fields.grid_cell_size((0.0, 0.0, 0.0, 2.0, 3.0, 4.0), False, 4) == 0.5
-  assert fields.grid_cell_size((0.0, 0.0, 0.0, 2.0, 3.0, 4.0), True, 4) == 1.0  # [-2, 2]^3 in contracted space
+
+
+def test_contracted_cell_lengths_against_finite_differences():
+  """With contraction, a cell's length is the scene distance spanned by its contracted side along the radius,
+  here from central differences of the inverse contraction in float64."""
+  resolution = 8
+  lengths = np.asarray(fields.grid_cell_size(None, True, resolution))
+  side = 4.0 / resolution  # [-2, 2]^3 in contracted space
+
+  def uncontract(y):
+    s = np.linalg.norm(y)
+    return y if s <= 1.0 else y / (s * (2.0 - s))
+
+  for ijk in [(4, 4, 4), (5, 4, 4), (6, 5, 4), (7, 4, 4), (7, 7, 1), (6, 6, 6), (7, 7, 7)]:
+    centre = (np.array(ijk) + 0.5) * side - 2.0
+    s = np.linalg.norm(centre)
+    if s >= 2.0:
+      assert np.isinf(lengths[ijk])  # beyond infinity
+      continue
+    u, h = centre / s, 1e-6
+    expected = np.linalg.norm(uncontract(centre + h * u) - uncontract(centre - h * u)) / (2 * h) * side
+    np.testing.assert_allclose(lengths[ijk], expected, rtol=1e-4, err_msg=str(ijk))
+  assert lengths[4, 4, 4] == side and lengths[7, 4, 4] > 10 * side
 
 
 @pytest.mark.parametrize("outside", [False, True])

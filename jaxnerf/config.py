@@ -220,9 +220,6 @@ def validate(config, device_count):
       (m.spacing in sampling.SPACINGS, "model.spacing", f"one of {sampling.SPACINGS}, got {m.spacing!r}"),
       (not m.hierarchical.lindisp or m.spacing in ("linear", "disparity"), "model.hierarchical.lindisp",
        f"False with model.spacing={m.spacing!r} (lindisp is the 'disparity' spacing)"),
-      (not (m.contraction and m.sampler == "mip"), "model.contraction",
-       "False with the mip sampler (the renderer passes mip-NeRF's frustums as diagonal covariances, and the "
-       "contraction's Jacobian needs full ones)"),
       (config.eval.lpips_net in ("", "alex", "vgg"), "eval.lpips_net",
        f"'alex', 'vgg' or '' (no LPIPS), got {config.eval.lpips_net!r}"),
   ]

@@ -74,7 +74,9 @@ class Renderer(nn.Module):
       field = self.fields[field_index]
       samples = sampler(keys[2 * i], batch_shape, near, far, previous, randomized)
       if self.cones:
-        points = cones.frustum_gaussians(rays.origins, rays.directions, rays.radii, samples.edges)
+        # The contraction's Jacobian mixes the axes: contracted Gaussians need the full covariances.
+        points = cones.frustum_gaussians(rays.origins, rays.directions, rays.radii, samples.edges,
+                                         diagonal=not self.contraction)
       else:
         points = rays.origins[..., None, :] + samples.t[..., None] * rays.directions[..., None, :]
       calls = None

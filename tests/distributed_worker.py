@@ -2,7 +2,8 @@
 
   python tests/distributed_worker.py WORKDIR MAX_STEPS [COORDINATOR_ADDRESS NUM_PROCESSES PROCESS_ID]
 
-With JAXNERF_TEST_MODEL=fast in the environment it trains the fast model (tiny_fast_config) instead.
+With JAXNERF_TEST_MODEL=fast in the environment it trains the fast model (tiny_fast_config) instead; with
+JAXNERF_TEST_SKIP_EMPTY=1 renders skip empty space (and training refreshes the occupancy grid).
 
 Writes WORKDIR/params_<process>.npz: for each parameter (named by its path), the copies on this process's
 devices stacked [local devices, ...], to show that every replica is the same.
@@ -27,6 +28,7 @@ def main(workdir, max_steps, *join):
   make_config = tiny_fast_config if os.environ.get("JAXNERF_TEST_MODEL") == "fast" else tiny_config
   config = make_config(int(max_steps))
   config.eval.stride = 4
+  config.occupancy.skip_empty = os.environ.get("JAXNERF_TEST_SKIP_EMPTY") == "1" or config.occupancy.skip_empty
   state = train_lib.train_and_evaluate(config, workdir)
   copies = {jax.tree_util.keystr(path): np.stack([np.asarray(s.data) for s in leaf.addressable_shards])
             for path, leaf in jax.tree.leaves_with_path(state.params)}

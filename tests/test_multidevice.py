@@ -96,8 +96,9 @@ def test_eight_devices_match_one_device(tmp_path, model):
     assert all(np.array_equal(c[0], c[i]) for i in range(8)), name
   grid = copies.pop("density_grid")[0]
   assert_params_close({name: c[0] for name, c in copies.items()}, flat_params(state.params))
-  # The grid's refresh is split over the eight devices; it matches the one-device grid.
-  assert np.any(grid > 0)
+  # The grid's refresh is split over the eight devices; it matches the one-device grid. The classic config does
+  # not skip empty space, so nothing refreshes its grid.
+  assert np.any(grid > 0) == config.occupancy.skip_empty
   np.testing.assert_allclose(grid, np.asarray(state.density_grid), rtol=1e-4, atol=1e-6)
 
   one = read_json(os.path.join(one_dir, "eval", "metrics.json"))
@@ -114,10 +115,12 @@ def test_eight_devices_match_one_device(tmp_path, model):
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
   workdir = str(tmp_path / "run")
   address = f"127.0.0.1:{free_port()}"
-  procs = [launch([workdir, str(STEPS), address, "2", str(i)]) for i in range(2)]
+  # With a grid to refresh, split over the processes.
+  procs = [launch([workdir, str(STEPS), address, "2", str(i)], {"JAXNERF_TEST_SKIP_EMPTY": "1"}) for i in range(2)]
 
   # The reference: one device, fed the global batch the two processes build, the blocks of streams 0 and 1.
   config = tiny_config(STEPS)
+  config.occupancy.skip_empty = True
   model = train_lib.build_model(config)
   optimizer = train_lib.make_optimizer(config.train)
   state = train_lib.create_train_state(config, model, optimizer)
@@ -139,6 +142,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
   first, second = load_copies(workdir, 0), load_copies(workdir, 1)
   grids = first.pop("density_grid"), second.pop("density_grid")
   np.testing.assert_array_equal(grids[0], grids[1])
+  assert np.any(grids[0] > 0)
   np.testing.assert_allclose(grids[0][0], np.asarray(state.density_grid), rtol=1e-4, atol=1e-6)
   for name in expected:
     np.testing.assert_array_equal(first[name], second[name], err_msg=name)

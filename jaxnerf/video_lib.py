@@ -32,8 +32,8 @@ def path_poses(kind, config, num_frames):
     views = loaders.load_views(config, "test")
     return kind, views.cam_to_world[np.arange(num_frames) % len(views)], views
   views = loaders.load_views(config, "train")
-  if kind == "auto":  # forward-facing: NDC, or near-parallel optical axes with depth bounds (LLFF, COLMAP points)
-    forward = views.bounds is not None and not poses_lib.axes_are_convergent(views.cam_to_world.astype(np.float64))
+  if kind == "auto":  # forward-facing: NDC, or axes within a narrow cone with depth bounds (LLFF, COLMAP points)
+    forward = views.bounds is not None and poses_lib.faces_forward(views.cam_to_world.astype(np.float64))
     kind = "spiral" if views.ndc or forward else "orbit"
   if kind == "spiral":
     if views.bounds is None:

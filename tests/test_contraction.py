@@ -24,6 +24,7 @@ from jaxnerf import sampling
 from jaxnerf import train_lib
 from jaxnerf import video_lib
 from jaxnerf.data import loaders
+from jaxnerf.data import poses as poses_lib
 from jaxnerf.data import transforms
 from jaxnerf.errors import ConfigError
 from test_model import small_config
@@ -347,6 +348,20 @@ def test_forward_facing_capture_gets_a_spiral_video_path(tmp_path):
   assert np.all(np.linalg.norm(path[:, :, 3] - cameras.mean(0), axis=-1) < 1.5 * spread)
   mean_view = -views.cam_to_world[:, :, 2].mean(0)
   assert np.all(-path[:, :, 2] @ (mean_view / np.linalg.norm(mean_view)) > 0.9)
+  # Toed in a little towards a point 4 units ahead, as a handheld forward-facing capture (fern's axes meet in
+  # front of the cameras too): still the spiral.
+  for frame, (x, y) in zip(frames, offsets):
+    back = np.array([x, y, 4.0]) / np.linalg.norm([x, y, 4.0])
+    right = np.cross([0.0, 1.0, 0.0], back)
+    right /= np.linalg.norm(right)
+    pose = np.eye(4)
+    pose[:3, :3] = np.stack([right, np.cross(back, right), back], axis=-1)
+    pose[:3, 3] = [x, y, 0.0]
+    frame["transform_matrix"] = pose.tolist()
+  config.data.data_dir = str(tmp_path / "toed_in")
+  write_capture(config.data.data_dir, frames, fl_x=7.0)
+  assert poses_lib.axes_are_convergent(loaders.load_views(config, "train").cam_to_world.astype(np.float64))
+  assert video_lib.path_poses("auto", config, 8)[0] == "spiral"
   # Cameras around an object, looking at it: the orbit, as before.
   inward = []
   for i in range(6):

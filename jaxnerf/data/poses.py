@@ -56,6 +56,14 @@ def rotation_between(a, b):
   return np.eye(3) + cross + cross @ cross / (1.0 + cos)
 
 
+def faces_forward(poses, max_angle_degrees=40.0):
+  """Whether every optical axis of [N, 3, 4] poses lies within `max_angle_degrees` of their mean direction: a
+  forward-facing capture (LLFF-style, even when the axes converge a little on the subject), not one around it."""
+  directions = normalize(poses[:, :, 2])
+  mean = normalize(directions.sum(0))
+  return bool(np.all(directions @ mean >= np.cos(np.radians(max_angle_degrees))))
+
+
 def axes_are_convergent(poses, max_condition=1e3):
   """Whether the optical axes of [N, 3, 4] poses meet near a point (an inward-facing capture) rather than being
   near-parallel (forward-facing), where the nearest point to them is ill-defined and far away."""

@@ -13,11 +13,11 @@ def get_config():
   config.model.hash.num_levels = 16
   config.model.hash.log2_table_size = 18
   config.model.hash.max_resolution = 2048
-  config.train.max_steps = 6_000
+  config.train.max_steps = 9_000
   config.train.batch_size = 8192
   config.train.checkpoint_every = 500
   config.train.keep_checkpoints = 20
   config.train.log_every = 100
-  config.train.val_every = 1_000
+  config.train.val_every = 3_000
   config.eval.chunk = 16384
   return config

@@ -109,6 +109,11 @@ def base_config():
   config.occupancy.threshold = 0.01  # occupied: absorbs this much light across a cell (or density above the mean)
   config.occupancy.skip_empty = False  # renders (eval, videos, validation) evaluate fields in occupied cells only
   config.occupancy.skip_budget = 0.25  # samples per field call when skipping, as a fraction of a chunk's samples
+  # Training evaluates fields in occupied cells only (after the grid's first sweep), in one call per level of at
+  # most this fraction of the level's samples (coarse to fine, the last entry for the rest); a batch whose occupied
+  # samples overflow it evaluates all samples of that level (logged as skip_overflow).
+  config.occupancy.skip_in_training = False
+  config.occupancy.train_skip_budgets = (0.5,)
 
   config.loss = ml_collections.ConfigDict()
   config.loss.coarse_rgb_weight = 1.0  # colour loss of earlier levels that render colour (NeRF's coarse level)
@@ -168,6 +173,9 @@ def fast_config():
   config.train.weight_decay = 1e-6
   config.train.random_background = True
   config.occupancy.skip_empty = True
+  # On lego 5-7% of the proposal's samples and 33-35% of the final samples fall in occupied cells.
+  config.occupancy.skip_in_training = True
+  config.occupancy.train_skip_budgets = (0.1, 0.4)
   return config
 
 
@@ -217,6 +225,8 @@ def validate(config, device_count):
        f"an opacity in (0, 1), got {config.occupancy.threshold}"),
       (0.0 < config.occupancy.skip_budget <= 1.0, "occupancy.skip_budget",
        f"a fraction in (0, 1], got {config.occupancy.skip_budget}"),
+      (len(config.occupancy.train_skip_budgets) > 0 and all(0.0 < b <= 1.0 for b in config.occupancy.train_skip_budgets),
+       "occupancy.train_skip_budgets", f"fractions in (0, 1], got {config.occupancy.train_skip_budgets}"),
       (m.spacing in sampling.SPACINGS, "model.spacing", f"one of {sampling.SPACINGS}, got {m.spacing!r}"),
       (not m.hierarchical.lindisp or m.spacing in ("linear", "disparity"), "model.hierarchical.lindisp",
        f"False with model.spacing={m.spacing!r} (lindisp is the 'disparity' spacing)"),

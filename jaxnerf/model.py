@@ -25,6 +25,7 @@ class Level(NamedTuple):
   samples: sampling.Samples  # [num_rays, num_samples] t and [num_rays, num_samples + 1] edges
   out: compositing.Composite  # rgb None for density-only fields
   field_calls: Any = None  # [] int: calls of the field on compacted samples (renders that skip empty space)
+  overflow: Any = None  # [] bool: training skipped empty space but the occupied samples overflowed the budget
 
 
 class Renderer(nn.Module):
@@ -40,6 +41,8 @@ class Renderer(nn.Module):
     scene_box: the box an occupancy grid covers (hash fields are empty outside it), unless...
     contraction: ...the fields contract space, and the grid covers contracted space (fields.unit_coordinates).
     skip_budget: with an occupancy grid, samples per field call, as a fraction of the rays' samples.
+    train_skip_budgets: the same when training (one call per level; all samples when they overflow it), per level,
+      coarse to fine; levels beyond its length use its last entry.
   """
   fields: Sequence[nn.Module]
   samplers: Sequence[Any]
@@ -50,8 +53,10 @@ class Renderer(nn.Module):
   scene_box: Tuple[float, ...] = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)
   contraction: bool = False
   skip_budget: float = 0.25
+  train_skip_budgets: Tuple[float, ...] = (0.5,)
 
-  def __call__(self, rays, near, far, key, randomized, background=None, occupied=None) -> List[Level]:
+  def __call__(self, rays, near, far, key, randomized, background=None, occupied=None,
+               differentiable=False) -> List[Level]:
     """Render a batch of rays.
 
     Args:
@@ -62,6 +67,8 @@ class Renderer(nn.Module):
       background: None (the default colour) or [3] / [num_rays, 3] colours.
       occupied: None, or an [R, R, R] bool occupancy grid over scene_box: the fields are evaluated only at samples
         in occupied cells, the others have zero density (occupancy.evaluate_occupied).
+      differentiable: evaluate occupied samples in one call per level (occupancy.evaluate_in_one_call, with
+        train_skip_budgets), which gradients can pass, rather than in as many calls as renders need.
 
     Returns:
       One Level per sampler, coarse to fine, with [num_rays, ...] fields.
@@ -79,7 +86,7 @@ class Renderer(nn.Module):
                                          diagonal=not self.contraction)
       else:
         points = rays.origins[..., None, :] + samples.t[..., None] * rays.directions[..., None, :]
-      calls = None
+      calls = overflow = None
       if occupied is None:
         rgb, raw_density = field(points, rays.viewdirs)
       else:
@@ -87,16 +94,21 @@ class Renderer(nn.Module):
                                                self.contraction)
         # Hash fields are empty outside the box; the paper's MLP is not, so samples outside it are kept.
         mask = occupancy.lookup(occupied, unit, inside, outside=not _empty_outside_box(field))
-        budget = max(1, int(self.skip_budget * mask.size))
         unbound, variables = field.unbind()
-        rgb, raw_density, calls = occupancy.evaluate_occupied(
-            lambda p, d: unbound.apply(variables, p, d), points, rays.viewdirs, mask, budget,
-            fields.EMPTY_RAW_DENSITY)
+        field_fn = lambda p, d: unbound.apply(variables, p, d)
+        if differentiable:
+          fraction = self.train_skip_budgets[min(i, len(self.train_skip_budgets) - 1)]
+          rgb, raw_density, overflow = occupancy.evaluate_in_one_call(
+              field_fn, points, rays.viewdirs, mask, max(1, int(fraction * mask.size)), fields.EMPTY_RAW_DENSITY)
+        else:
+          rgb, raw_density, calls = occupancy.evaluate_occupied(
+              field_fn, points, rays.viewdirs, mask, max(1, int(self.skip_budget * mask.size)),
+              fields.EMPTY_RAW_DENSITY)
       if randomized and self.density_noise > 0:
         raw_density = raw_density + self.density_noise * jax.random.normal(keys[2 * i + 1], raw_density.shape)
       density = field.density_activation(raw_density)
       out = compositing.composite(rgb, density, samples.t, samples.edges, rays.directions, background)
-      levels.append(Level(samples, out, calls))
+      levels.append(Level(samples, out, calls, overflow))
       previous = (samples, out.weights)
     return levels
 
@@ -237,4 +249,5 @@ def build_model(config):
   return Renderer(fields=tuple(levels.fields), samplers=tuple(levels.samplers),
                   level_fields=tuple(levels.level_fields), density_noise=m.density_noise, background=background,
                   cones=levels.cones, scene_box=tuple(config.data.scene_box), contraction=m.contraction,
-                  skip_budget=config.occupancy.skip_budget)
+                  skip_budget=config.occupancy.skip_budget,
+                  train_skip_budgets=tuple(config.occupancy.train_skip_budgets))

@@ -123,3 +123,36 @@ def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_densit
   calls, rgb, raw = jax.lax.while_loop(lambda carry: carry[0] * budget < count, one_call,
                                        (jnp.zeros((), jnp.int32), rgb, raw))
   return (rgb.reshape(n, s, 3) if has_color else None), raw.reshape(n, s), calls
+
+
+def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_density):
+  """The same values as evaluate_occupied, in one differentiable call of the field: on the compacted samples
+  where `mask` holds when they fit `budget`, otherwise on all samples (then masked).
+
+  Args: as evaluate_occupied.
+
+  Returns:
+    rgb [n, s, 3] (zero where not evaluated) or None, raw density [n, s], and [] bool whether the masked samples
+    overflowed the budget (and all samples were evaluated).
+  """
+  n, s = mask.shape
+  flat_mask = mask.reshape(-1)
+  fits = jnp.sum(flat_mask.astype(jnp.int32)) <= budget
+
+  def compacted(_):
+    flat_points = jax.tree.map(lambda a: a.reshape(n * s, 1, *a.shape[2:]), points)
+    (index,) = jnp.nonzero(flat_mask, size=budget, fill_value=n * s)
+    safe = jnp.minimum(index, n * s - 1)
+    call_rgb, call_raw = field_fn(jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // s])
+    raw = jnp.full((n * s,), empty_raw_density, call_raw.dtype).at[index].set(call_raw[:, 0], mode="drop")
+    rgb = None if call_rgb is None else jnp.zeros((n * s, 3), call_rgb.dtype).at[index].set(
+        call_rgb[:, 0], mode="drop").reshape(n, s, 3)
+    return rgb, raw.reshape(n, s)
+
+  def everything(_):
+    rgb, raw = field_fn(points, viewdirs)
+    raw = jnp.where(mask, raw, empty_raw_density)
+    return (None if rgb is None else jnp.where(mask[..., None], rgb, 0.0)), raw
+
+  rgb, raw = jax.lax.cond(fits, compacted, everything, None)
+  return rgb, raw, ~fits

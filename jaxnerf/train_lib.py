@@ -120,7 +120,10 @@ def make_train_step(model, optimizer, config):
   near, far = config.data.near, config.data.far
   grid = config.occupancy
 
-  def loss_fn(params, batch, key):
+  # Training skips empty space once every cell of the grid has been refreshed.
+  skip_from_step = -(-grid.resolution**3 // grid.cells_per_update) * grid.update_every
+
+  def loss_fn(params, batch, key, occupied):
     background, target = None, batch["rgb"]
     if config.train.random_background and "alpha" in batch:
       # Transparent pixels show a random colour per ray, so the field cannot explain the background with
@@ -129,8 +132,11 @@ def make_train_step(model, optimizer, config):
       background = jax.random.uniform(background_key, target.shape)
       target = target + (1.0 - batch["alpha"][:, None]) * (background - jnp.asarray(model.background))
     levels = model.apply({"params": params}, batch["rays"], near, far, key, randomized=True,
-                         background=background)
-    return losses_lib.total_loss(levels, target, config.loss, near, far)
+                         background=background, occupied=occupied, differentiable=True)
+    loss, terms = losses_lib.total_loss(levels, target, config.loss, near, far)
+    if occupied is not None:
+      terms["skip_overflow"] = sum(level.overflow.astype(jnp.int32) for level in levels)
+    return loss, terms
 
   mesh = sharding.data_mesh()
 
@@ -138,7 +144,10 @@ def make_train_step(model, optimizer, config):
                                             sharding.replicated(mesh)),
                      out_shardings=sharding.replicated(mesh))
   def train_step(state, batch, key):
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key)
+    occupied = None
+    if grid.skip_in_training:
+      occupied = render.occupied_cells(state.density_grid, config) | (state.step < skip_from_step)
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key, occupied)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
@@ -147,7 +156,7 @@ def make_train_step(model, optimizer, config):
     skipped = (~finite).astype(jnp.int32)
     params = keep_if_finite(params, state.params)
     density_grid = state.density_grid
-    if grid.skip_empty:  # only renders that skip empty space read the grid
+    if grid.skip_empty or grid.skip_in_training:  # the grid is read only by what skips empty space
       density_grid = jax.lax.cond(
           state.step % grid.update_every == 0,
           lambda g: refresh_grid(model, config, params, g, jax.random.fold_in(key, 1 << 20),
@@ -159,7 +168,7 @@ def make_train_step(model, optimizer, config):
         nonfinite_streak=(state.nonfinite_streak + 1) * skipped, nonfinite_total=state.nonfinite_total + skipped)
     metrics = {"loss": loss, "psnr": metrics_lib.psnr_from_mse(terms.pop("mse")),
                "psnr_coarse": metrics_lib.psnr_from_mse(terms.pop("mse_coarse")), "grad_norm": grad_norm,
-               **{f"loss_{name}": value for name, value in terms.items()}}
+               **{name if name == "skip_overflow" else f"loss_{name}": value for name, value in terms.items()}}
     return new_state, metrics
 
   return train_step

@@ -159,6 +159,88 @@ def test_evaluate_occupied_with_nothing_occupied_makes_no_call():
   np.testing.assert_array_equal(np.asarray(rgb), 0.0)
 
 
+@pytest.mark.parametrize("budget", [7, 60])  # the masked samples overflow 7 and fit 60
+def test_evaluate_in_one_call_values_and_gradients_equal_masked_full_evaluation(rng, budget):
+  n, s = 9, 13
+  points = jnp.asarray(rng.normal(size=(n, s, 3)), jnp.float32)
+  viewdirs = jnp.asarray(rng.normal(size=(n, 3)), jnp.float32)
+  mask = jnp.asarray(rng.random((n, s)) < 0.3)
+  rgb_weights = jnp.asarray(rng.normal(size=(n, s, 3)), jnp.float32)
+  raw_weights = jnp.asarray(rng.normal(size=(n, s)), jnp.float32)
+
+  def field(w):
+    return lambda p, d: (jax.nn.sigmoid(p * w[:3] + d[:, None, :]), jnp.sin(p @ w[3:]) * 3.0)
+
+  def skipping(w):
+    rgb, raw, overflow = occupancy.evaluate_in_one_call(field(w), points, viewdirs, mask, budget, -1e4)
+    return jnp.sum(rgb * rgb_weights) + jnp.sum(jnp.where(mask, raw, 0.0) * raw_weights), (rgb, raw, overflow)
+
+  def masked_full(w):
+    rgb, raw = field(w)(points, viewdirs)
+    rgb = jnp.where(mask[..., None], rgb, 0.0)
+    return jnp.sum(rgb * rgb_weights) + jnp.sum(jnp.where(mask, raw, 0.0) * raw_weights), (rgb, raw)
+
+  w = jnp.asarray([0.5, -1.0, 2.0, 0.3, 0.7, -0.2], jnp.float32)
+  (_, (rgb, raw, overflow)), grad = jax.jit(jax.value_and_grad(skipping, has_aux=True))(w)
+  (_, (full_rgb, full_raw)), full_grad = jax.value_and_grad(masked_full, has_aux=True)(w)
+  assert bool(overflow) == (int(mask.sum()) > budget)
+  np.testing.assert_allclose(np.asarray(raw), np.where(mask, full_raw, -1e4), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(rgb), np.asarray(full_rgb), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(grad), np.asarray(full_grad), rtol=1e-5, atol=1e-5)
+
+
+def training_setup(rng, **changes):
+  config = small_config(**{"model.sampler": "proposal", "model.field": "hash", "occupancy.resolution": 8,
+                           "occupancy.cells_per_update": 128, "occupancy.update_every": 2, "train.batch_size": 32,
+                           **changes})
+  renderer = model_lib.build_model(config)
+  optimizer = train_lib.make_optimizer(config.train)
+  state = train_lib.create_train_state(config, renderer, optimizer)
+  batch = {"rays": random_rays(rng, 32), "rgb": jnp.asarray(rng.random((32, 3)), jnp.float32)}
+  return config, renderer, train_lib.make_train_step(renderer, optimizer, config), state, batch
+
+
+@pytest.mark.parametrize("budgets,overflows", [((1.0,), 0), ((1e-3,), 2)])
+def test_training_through_a_grid_of_occupied_cells_equals_plain_training(rng, budgets, overflows):
+  """Every cell occupied: one step skipping empty space (on compacted samples that fit the budget, or on all
+  samples when they overflow it) equals a step that does not skip."""
+  _, _, plain_step, state, batch = training_setup(rng)
+  _, _, skip_step, _, _ = training_setup(rng, **{"occupancy.skip_in_training": True,
+                                                 "occupancy.train_skip_budgets": budgets})
+  state = state.replace(step=jnp.asarray(100, jnp.int32), density_grid=jnp.full((8, 8, 8), 1e4, jnp.float32))
+  plain, _ = plain_step(state, batch, jax.random.key(3))
+  skipping, metrics = skip_step(state, batch, jax.random.key(3))
+  assert int(metrics["skip_overflow"]) == overflows
+  for a, b in zip(jax.tree.leaves(plain.params), jax.tree.leaves(skipping.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+def test_training_skips_empty_cells_only_after_the_grids_first_sweep(rng):
+  """The loss of a step that skips empty space is the loss of a render with the grid's occupied cells, once every
+  cell has been refreshed (8^3 cells, 128 per update, an update every 2 steps: from step 8); before that, the loss
+  of a plain render."""
+  config, renderer, step, state, batch = training_setup(rng, **{"occupancy.skip_in_training": True,
+                                                                "occupancy.train_skip_budgets": (1.0,),
+                                                                "loss.distortion_weight": 0.0})
+  grid = np.zeros((8, 8, 8), np.float32)
+  grid[4:6, 4:6, 4:6] = 1e4  # with the one-cell margin, cells 3..6 are occupied
+  key = jax.random.key(5)
+
+  def render_loss(occupied):
+    # As in the train step: the loss key is split off for the render after the background colour.
+    levels = renderer.apply({"params": state.params}, batch["rays"], 2.0, 6.0, key, randomized=True,
+                            occupied=occupied, differentiable=True)
+    return float(jnp.mean((levels[-1].out.rgb - batch["rgb"]) ** 2))
+
+  occupied = occupancy.occupied(jnp.asarray(grid), 3.0 / 8, 0.01)
+  assert 0 < int(occupied.sum()) < 8**3
+  for step_number, expected in ((7, render_loss(None)), (8, render_loss(occupied))):
+    at = state.replace(step=jnp.asarray(step_number, jnp.int32), density_grid=jnp.asarray(grid))
+    _, metrics = step(at, batch, key)
+    np.testing.assert_allclose(float(metrics["loss_rgb"]), expected, rtol=1e-5)
+  assert render_loss(None) != pytest.approx(render_loss(occupied), rel=1e-3)
+
+
 @pytest.mark.parametrize("sampler,field_name,contract", [("proposal", "hash", False), ("proposal", "hash", True),
                                                          ("hierarchical", "mlp", False), ("mip", "mlp", False)])
 def test_render_with_every_cell_occupied_equals_plain_render(rng, sampler, field_name, contract):

@@ -18,6 +18,7 @@ from jaxnerf import fields
 from jaxnerf import hash_encoding
 from jaxnerf import occupancy
 from jaxnerf import sampling
+from jaxnerf import sharding
 from jaxnerf.errors import ConfigError
 
 
@@ -99,11 +100,12 @@ class Renderer(nn.Module):
         if differentiable:
           fraction = self.train_skip_budgets[min(i, len(self.train_skip_budgets) - 1)]
           rgb, raw_density, overflow = occupancy.evaluate_in_one_call(
-              field_fn, points, rays.viewdirs, mask, max(1, int(fraction * mask.size)), fields.EMPTY_RAW_DENSITY)
+              field_fn, points, rays.viewdirs, mask, _device_multiple(fraction * mask.size),
+              fields.EMPTY_RAW_DENSITY, _split_over_devices)
         else:
           rgb, raw_density, calls = occupancy.evaluate_occupied(
-              field_fn, points, rays.viewdirs, mask, max(1, int(self.skip_budget * mask.size)),
-              fields.EMPTY_RAW_DENSITY)
+              field_fn, points, rays.viewdirs, mask, _device_multiple(self.skip_budget * mask.size),
+              fields.EMPTY_RAW_DENSITY, _split_over_devices)
       if randomized and self.density_noise > 0:
         raw_density = raw_density + self.density_noise * jax.random.normal(keys[2 * i + 1], raw_density.shape)
       density = field.density_activation(raw_density)
@@ -132,6 +134,19 @@ class Renderer(nn.Module):
     if viewdirs is None or rgb is None:
       return None, density
     return rgb.reshape(*batch_shape, 3), density
+
+
+def _device_multiple(samples):
+  """A budget of compacted samples: `samples` rounded up to a multiple of the device count."""
+  devices = jax.device_count()
+  return max(1, -(-int(samples) // devices)) * devices
+
+
+def _split_over_devices(tree):
+  """Compacted samples split over sharding.data_mesh(), as a batch is: without it every device would evaluate
+  all of them."""
+  mesh = sharding.data_mesh()
+  return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, sharding.split(mesh)), tree)
 
 
 def _empty_outside_box(field):

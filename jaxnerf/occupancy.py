@@ -85,7 +85,7 @@ def lookup(occupied_cells, unit, inside, outside):
   return jnp.where(inside, occupied_cells[ijk[..., 0], ijk[..., 1], ijk[..., 2]], outside)
 
 
-def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_density):
+def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_density, spread=lambda tree: tree):
   """A field evaluated only where `mask` holds, `budget` samples per call.
 
   Args:
@@ -96,6 +96,8 @@ def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_densit
     mask: [n, s] bool, the samples to evaluate.
     budget: samples per call of field_fn (static).
     empty_raw_density: raw density given to the other samples (zero density after the activation).
+    spread: applied to each call's compacted (points, viewdirs); the renderer splits them over the devices, which
+      would otherwise each make the whole call.
 
   Returns:
     rgb [n, s, 3] (zero where not evaluated) or None, raw density [n, s], and the number of calls made.
@@ -112,7 +114,7 @@ def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_densit
     chosen = flat_mask & (rank >= calls * budget) & (rank < (calls + 1) * budget)
     (index,) = jnp.nonzero(chosen, size=budget, fill_value=n * s)
     safe = jnp.minimum(index, n * s - 1)
-    call_rgb, call_raw = field_fn(jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // s])
+    call_rgb, call_raw = field_fn(*spread((jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // s])))
     raw = raw.at[index].set(call_raw[:, 0], mode="drop")
     if has_color:
       rgb = rgb.at[index].set(call_rgb[:, 0], mode="drop")
@@ -125,7 +127,7 @@ def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_densit
   return (rgb.reshape(n, s, 3) if has_color else None), raw.reshape(n, s), calls
 
 
-def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_density):
+def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_density, spread=lambda tree: tree):
   """The same values as evaluate_occupied, in one differentiable call of the field: on the compacted samples
   where `mask` holds when they fit `budget`, otherwise on all samples (then masked).
 
@@ -143,7 +145,7 @@ def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_den
     flat_points = jax.tree.map(lambda a: a.reshape(n * s, 1, *a.shape[2:]), points)
     (index,) = jnp.nonzero(flat_mask, size=budget, fill_value=n * s)
     safe = jnp.minimum(index, n * s - 1)
-    call_rgb, call_raw = field_fn(jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // s])
+    call_rgb, call_raw = field_fn(*spread((jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // s])))
     raw = jnp.full((n * s,), empty_raw_density, call_raw.dtype).at[index].set(call_raw[:, 0], mode="drop")
     rgb = None if call_rgb is None else jnp.zeros((n * s, 3), call_rgb.dtype).at[index].set(
         call_rgb[:, 0], mode="drop").reshape(n, s, 3)

@@ -113,9 +113,10 @@ def make_train_step(model, optimizer, config):
   loss over the global batch makes XLA all-reduce the gradients.
 
   A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
-  advances the step (the next step sees the next batch) and is counted in the state. If renders skip empty space
-  (config.occupancy.skip_empty), every config.occupancy.update_every steps the occupancy grid is refreshed from
-  the new parameters.
+  advances the step (the next step sees the next batch) and is counted in the state. If renders or training skip
+  empty space (config.occupancy.skip_empty, skip_in_training), every config.occupancy.update_every steps the
+  occupancy grid is refreshed from the new parameters; with skip_in_training, once the grid's first sweep is done,
+  the fields are evaluated only at samples in its occupied cells (Renderer's `differentiable` mode).
   """
   near, far = config.data.near, config.data.far
   grid = config.occupancy

@@ -3,7 +3,7 @@
   python tests/distributed_worker.py WORKDIR MAX_STEPS [COORDINATOR_ADDRESS NUM_PROCESSES PROCESS_ID]
 
 With JAXNERF_TEST_MODEL=fast in the environment it trains the fast model (tiny_fast_config) instead; with
-JAXNERF_TEST_SKIP_EMPTY=1 renders skip empty space (and training refreshes the occupancy grid).
+JAXNERF_TEST_SKIP_EMPTY=1 training and renders skip empty space (test_train_eval.skipping_empty_space).
 
 Writes WORKDIR/params_<process>.npz: for each parameter (named by its path), the copies on this process's
 devices stacked [local devices, ...], to show that every replica is the same.
@@ -17,6 +17,7 @@ import numpy as np
 from jaxnerf import distributed
 from jaxnerf import eval_lib
 from jaxnerf import train_lib
+from test_train_eval import skipping_empty_space
 from test_train_eval import tiny_config
 from test_train_eval import tiny_fast_config
 
@@ -28,7 +29,8 @@ def main(workdir, max_steps, *join):
   make_config = tiny_fast_config if os.environ.get("JAXNERF_TEST_MODEL") == "fast" else tiny_config
   config = make_config(int(max_steps))
   config.eval.stride = 4
-  config.occupancy.skip_empty = os.environ.get("JAXNERF_TEST_SKIP_EMPTY") == "1" or config.occupancy.skip_empty
+  if os.environ.get("JAXNERF_TEST_SKIP_EMPTY") == "1":
+    config = skipping_empty_space(config)
   state = train_lib.train_and_evaluate(config, workdir)
   copies = {jax.tree_util.keystr(path): np.stack([np.asarray(s.data) for s in leaf.addressable_shards])
             for path, leaf in jax.tree.leaves_with_path(state.params)}

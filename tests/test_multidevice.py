@@ -23,6 +23,7 @@ from jaxnerf.data import batching
 from jaxnerf.data import loaders
 from conftest import REPO
 from conftest import TINY
+from test_train_eval import skipping_empty_space
 from test_train_eval import tiny_config
 from test_train_eval import tiny_fast_config
 
@@ -115,12 +116,11 @@ def test_eight_devices_match_one_device(tmp_path, model):
 def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
   workdir = str(tmp_path / "run")
   address = f"127.0.0.1:{free_port()}"
-  # With a grid to refresh, split over the processes.
+  # Skipping empty space: a grid to refresh, split over the processes, and compacted samples split over them.
   procs = [launch([workdir, str(STEPS), address, "2", str(i)], {"JAXNERF_TEST_SKIP_EMPTY": "1"}) for i in range(2)]
 
   # The reference: one device, fed the global batch the two processes build, the blocks of streams 0 and 1.
-  config = tiny_config(STEPS)
-  config.occupancy.skip_empty = True
+  config = skipping_empty_space(tiny_config(STEPS))
   model = train_lib.build_model(config)
   optimizer = train_lib.make_optimizer(config.train)
   state = train_lib.create_train_state(config, model, optimizer)

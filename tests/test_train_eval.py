@@ -49,7 +49,15 @@ def tiny_fast_config(max_steps):
   config.train.log_every = 2
   config.train.val_every = 3
   config.eval.chunk = 2048
-  config.occupancy.resolution, config.occupancy.cells_per_update, config.occupancy.update_every = 32, 8192, 2
+  return skipping_empty_space(config)
+
+
+def skipping_empty_space(config):
+  """`config` with renders and training skipping empty space on a small grid refreshed whole every other step, so
+  that training skips from step 2, always in the compacted call (a budget of every sample)."""
+  config.occupancy.skip_empty = config.occupancy.skip_in_training = True
+  config.occupancy.resolution, config.occupancy.cells_per_update, config.occupancy.update_every = 32, 32768, 2
+  config.occupancy.train_skip_budgets = (1.0,)
   return config
 
 

@@ -3,6 +3,10 @@
   python eval.py                                    # the demo run in runs/demo
   python eval.py --config=configs/blender.py --config.data.data_dir=PATH/lego --workdir=runs/lego
 """
+if __name__ == "__main__":  # first, so that the restart comes before JAX starts
+  from jaxnerf import host_memory
+  host_memory.restart_with_huge_pages()
+
 from absl import app
 from absl import flags
 

@@ -8,6 +8,10 @@
 
 Files are written to <workdir>/export/<what>_<step>.<format> unless --output is given.
 """
+if __name__ == "__main__":  # first, so that the restart comes before JAX starts
+  from jaxnerf import host_memory
+  host_memory.restart_with_huge_pages()
+
 from absl import app
 from absl import flags
 

@@ -5,7 +5,8 @@
 Prints one table with a column per model: configs/blender.py (the paper's 8x256 MLPs, 64 coarse + 128 fine
 samples) in float32 and with bfloat16 matmuls (model.compute_dtype), and configs/blender_fast.py (hash grid,
 proposal sampling). Rows: train-step time, rays/s and field
-samples/s at --rays rays per step, the FLOP rate XLA counts for the step and its fraction of the measured float32
+samples/s at --rays rays per step (a step that evaluates every sample and refreshes no occupancy grid cells; the
+refresh is timed apart), the FLOP rate XLA counts for the step and its fraction of the measured float32
 matmul peak, render rays/s, the time of one 800x800 frame (rendered in full for the fast model, extrapolated from
 the render rate for the paper model unless --full_frame), and peak memory (host RSS on CPU; device peak where
 the backend reports it). Each model runs in its own process, so that the peak memory is its own.
@@ -128,7 +129,11 @@ def measure(name):
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   step_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
-  step_seconds = timed(lambda: train_step(state, batch, key)[1], FLAGS.steps)
+  # Step 1 refreshes no occupancy grid cells (training does every occupancy.update_every steps, timed apart) and
+  # evaluates every sample (training skips empty space only after the grid's first sweep).
+  plain_state = state.replace(step=jnp.ones_like(state.step))
+  step_seconds = timed(lambda: train_step(plain_state, batch, key)[1], FLAGS.steps)
+  refresh_seconds = timed(lambda: train_step(state, batch, key)[1], FLAGS.steps) - step_seconds
 
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
   chunk_rays = sharding.from_same_on_all(mesh, random_rays(rng, FLAGS.render_chunk))
@@ -148,6 +153,8 @@ def measure(name):
       "field samples per ray": f"{samples_per_ray(config)}",
       "train step": f"{step_seconds * 1e3:.0f} ms for {FLAGS.rays} rays",
       "train rays/s": f"{train_rate:.0f}",
+      "occupancy grid refresh": (f"{refresh_seconds * 1e3:.0f} ms every {config.occupancy.update_every} steps"
+                                 if config.occupancy.skip_empty or config.occupancy.skip_in_training else "none"),
       "train samples/s": f"{train_rate * samples_per_ray(config) / 1e6:.2f} M",
       "train GFLOP/s (XLA count)": f"{step_flops / step_seconds / 1e9:.0f}",
       "fraction of float32 matmul peak": f"{step_flops / step_seconds / peak:.2f} (peak {peak / 1e9:.0f} GFLOP/s)",

@@ -1,0 +1,86 @@
+"""A fast-mode train step with and without transparent huge pages for malloc (a benchmark, not a test).
+
+  python benchmarks/host_memory.py [--rays=8192] [--steps=6]
+
+Times the train step of configs/blender_fast.py (random rays, every sample evaluated, no grid refresh) in two
+processes, one under GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (what train.py, eval.py and render.py restart with,
+jaxnerf/host_memory.py) and one under =0 (glibc's default), and prints the median step time, page faults and
+user/kernel CPU seconds per step, and peak host memory.
+"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnerf import sharding
+from jaxnerf import train_lib
+
+import benchmark  # (benchmarks/benchmark.py: its --rays and --steps flags, random rays)
+
+flags.FLAGS.set_default("rays", 8192)
+flags.FLAGS.set_default("steps", 6)
+flags.DEFINE_bool("measure", False, "internal: measure in this process and print JSON")
+FLAGS = flags.FLAGS
+
+
+def measure():
+  config = benchmark.blender_fast.get_config()
+  config.train.batch_size = FLAGS.rays
+  model = train_lib.build_model(config)
+  optimizer = train_lib.make_optimizer(config.train)
+  state = train_lib.create_train_state(config, model, optimizer)
+  state = state.replace(step=jnp.ones_like(state.step))  # step 0 would refresh the occupancy grid
+  train_step = train_lib.make_train_step(model, optimizer, config)
+  rng = np.random.default_rng(0)
+  batch = sharding.from_process_batches(
+      sharding.data_mesh(),
+      {"rays": benchmark.random_rays(rng, FLAGS.rays), "rgb": rng.uniform(size=(FLAGS.rays, 3)).astype(np.float32)},
+      FLAGS.rays)
+  key = jax.random.key(0)
+  jax.block_until_ready(train_step(state, batch, key)[1])
+  before = resource.getrusage(resource.RUSAGE_SELF)
+  seconds = []
+  for _ in range(FLAGS.steps):
+    start = time.perf_counter()
+    jax.block_until_ready(train_step(state, batch, key)[1])
+    seconds.append(time.perf_counter() - start)
+  after = resource.getrusage(resource.RUSAGE_SELF)
+  per_step = lambda field: (getattr(after, field) - getattr(before, field)) / FLAGS.steps
+  return {"step (median)": f"{np.median(seconds):.3f} s",
+          "page faults per step": f"{per_step('ru_minflt'):.0f}",
+          "user CPU per step": f"{per_step('ru_utime'):.2f} s",
+          "kernel CPU per step": f"{per_step('ru_stime'):.2f} s",
+          "peak host memory (RSS)": f"{after.ru_maxrss / 2**20:.2f} GiB"}
+
+
+def main(argv):
+  del argv
+  if FLAGS.measure:
+    print(json.dumps(measure()))
+    return
+  columns = {}
+  for name, tunable in [("huge pages (hugetlb=1)", "1"), ("glibc default (hugetlb=0)", "0")]:
+    env = dict(os.environ, GLIBC_TUNABLES=f"glibc.malloc.hugetlb={tunable}")
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure", f"--rays={FLAGS.rays}",
+                          f"--steps={FLAGS.steps}"], env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    columns[name] = json.loads(out.strip().splitlines()[-1])
+  header = [f"blender_fast step, {FLAGS.rays} rays", *columns]
+  rows = [[measure_name, *(c[measure_name] for c in columns.values())] for measure_name in next(iter(columns.values()))]
+  widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+  line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+  print(line(header))
+  print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+  for row in rows:
+    print(line(row))
+
+
+if __name__ == "__main__":
+  app.run(main)

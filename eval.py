@@ -16,6 +16,8 @@ from jaxnerf import train_lib
 
 FLAGS = flags.FLAGS
 cli.define_flags()
+flags.DEFINE_integer("step", None, "Evaluate the checkpoint of this step, into eval/step_<step>/ (default: the "
+                     "latest, into eval/).")
 
 
 def main(argv):
@@ -23,7 +25,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   cli.quiet_library_logs()
   cli.join_distributed(FLAGS)
-  result = cli.run_reporting_user_errors(eval_lib.evaluate, FLAGS.config, cli.workdir(FLAGS))
+  result = cli.run_reporting_user_errors(eval_lib.evaluate, FLAGS.config, cli.workdir(FLAGS), FLAGS.step)
   if train_lib.is_lead_process():
     lpips_text = f", mean LPIPS ({result['lpips_net']}) {result['lpips']:.4f}" if "lpips" in result else ""
     print(f"step {result['step']}: mean PSNR {result['psnr']:.2f} dB, mean SSIM {result['ssim']:.4f}{lpips_text} "

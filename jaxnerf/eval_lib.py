@@ -36,11 +36,13 @@ def restore_trained(config, workdir, step=None):
   return model, train_lib.with_occupancy_grid(model, config, state)
 
 
-def evaluate(config, workdir):
-  """Render config.eval.split (every config.eval.stride-th view) with the latest checkpoint in workdir.
+def evaluate(config, workdir, step=None):
+  """Render config.eval.split (every config.eval.stride-th view) with the latest checkpoint in workdir, or the one
+  of `step`.
 
-  Writes DIR/eval/<split>/<view>.png (and <view>_depth.png) and DIR/eval/metrics.json. All processes of a
-  multi-process run render together (render.py); only process 0 writes and prints.
+  Writes DIR/eval/<split>/<view>.png (and <view>_depth.png) and DIR/eval/metrics.json; with a step, under
+  DIR/eval/step_<step>/ instead, so that a learning curve keeps every point. All processes of a multi-process run
+  render together (render.py); only process 0 writes and prints.
 
   Returns:
     The metrics dict written to metrics.json.
@@ -52,11 +54,11 @@ def evaluate(config, workdir):
   if config.eval.lpips_net:  # before rendering: missing weights or too small images fail at once
     lpips_lib.check_image_size(config.eval.lpips_net, *views.images[0].shape[:2])
     lpips_of = lpips_lib.make_lpips(config.eval.lpips_net)
-  model, state = restore_trained(config, workdir)
+  model, state = restore_trained(config, workdir, step)
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
   variables = render.render_variables(state, config)
 
-  eval_dir = os.path.join(workdir, "eval")
+  eval_dir = os.path.join("eval", f"step_{step}") if step is not None else "eval"
   lead = train_lib.is_lead_process()
   per_image = []
   for i, name in enumerate(views.names):
@@ -64,7 +66,7 @@ def evaluate(config, workdir):
     target = views.images[i]
     psnr = float(metrics_lib.psnr_from_mse(np.mean((out["rgb"].astype(np.float64) - target) ** 2)))
     ssim = float(metrics_lib.ssim(out["rgb"], target))
-    render_path = os.path.join("eval", name + ".png")
+    render_path = os.path.join(eval_dir, name + ".png")
     per_image.append({"file": name, "render": render_path, "psnr": psnr, "ssim": ssim})
     if lpips_of:
       per_image[-1]["lpips"] = lpips_of(out["rgb"], target)
@@ -74,7 +76,7 @@ def evaluate(config, workdir):
     save_png(render.to_uint8(out["rgb"]), os.path.join(workdir, render_path))
     if config.eval.write_depth:
       depth = render.depth_to_image(out["depth"], out["acc"], config.data.near, config.data.far)
-      save_png(depth, os.path.join(workdir, "eval", name + "_depth.png"))
+      save_png(depth, os.path.join(workdir, eval_dir, name + "_depth.png"))
     lpips_text = f", LPIPS {per_image[-1]['lpips']:.4f}" if lpips_of else ""
     print(f"{name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}{lpips_text}", flush=True)
 
@@ -89,7 +91,7 @@ def evaluate(config, workdir):
       "per_image": per_image,
   }
   if lead:
-    with written_in_place(os.path.join(eval_dir, "metrics.json")) as partial:
+    with written_in_place(os.path.join(workdir, eval_dir, "metrics.json")) as partial:
       with open(partial, "w") as f:
         json.dump(result, f, indent=2)
   return result

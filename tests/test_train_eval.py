@@ -12,6 +12,7 @@ from PIL import Image
 
 from jaxnerf import eval_lib
 from jaxnerf import train_lib
+from jaxnerf.errors import WorkdirError
 from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "configs"))
@@ -113,6 +114,16 @@ def test_train_resume_and_evaluate(tmp_path, make_config):
     assert abs(png_psnr - entry["psnr"]) < 0.3
     assert 0 < entry["ssim"] <= 1
   np.testing.assert_allclose(written["psnr"], np.mean([r["psnr"] for r in written["per_image"]]))
+
+  # An earlier checkpoint evaluates into its own folder; the latest's results stay.
+  earlier = eval_lib.evaluate(config, workdir, step=3)
+  assert earlier["step"] == 3 and earlier["psnr"] != result["psnr"]
+  assert json.load(open(os.path.join(workdir, "eval", "step_3", "metrics.json")))["psnr"] == earlier["psnr"]
+  assert all(r["render"].startswith(os.path.join("eval", "step_3", "test"))
+             and os.path.exists(os.path.join(workdir, r["render"])) for r in earlier["per_image"])
+  assert json.load(open(os.path.join(workdir, "eval", "metrics.json"))) == written
+  with pytest.raises(WorkdirError, match="no checkpoint of step 4"):
+    eval_lib.evaluate(config, workdir, step=4)
 
 
 def test_command_line_train_resume_eval_with_relative_workdir(tmp_path):

@@ -133,7 +133,9 @@ def measure(name):
   # evaluates every sample (training skips empty space only after the grid's first sweep).
   plain_state = state.replace(step=jnp.ones_like(state.step))
   step_seconds = timed(lambda: train_step(plain_state, batch, key)[1], FLAGS.steps)
-  refresh_seconds = timed(lambda: train_step(state, batch, key)[1], FLAGS.steps) - step_seconds
+  uses_grid = config.occupancy.skip_empty or config.occupancy.skip_in_training
+  if uses_grid:
+    refresh_seconds = timed(lambda: train_step(state, batch, key)[1], FLAGS.steps) - step_seconds
 
   render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
   chunk_rays = sharding.from_same_on_all(mesh, random_rays(rng, FLAGS.render_chunk))
@@ -154,7 +156,7 @@ def measure(name):
       "train step": f"{step_seconds * 1e3:.0f} ms for {FLAGS.rays} rays",
       "train rays/s": f"{train_rate:.0f}",
       "occupancy grid refresh": (f"{refresh_seconds * 1e3:.0f} ms every {config.occupancy.update_every} steps"
-                                 if config.occupancy.skip_empty or config.occupancy.skip_in_training else "none"),
+                                 if uses_grid else "none"),
       "train samples/s": f"{train_rate * samples_per_ray(config) / 1e6:.2f} M",
       "train GFLOP/s (XLA count)": f"{step_flops / step_seconds / 1e9:.0f}",
       "fraction of float32 matmul peak": f"{step_flops / step_seconds / peak:.2f} (peak {peak / 1e9:.0f} GFLOP/s)",

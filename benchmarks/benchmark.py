@@ -14,6 +14,10 @@ the backend reports it). Each model runs in its own process, so that the peak me
 The steps run data parallel over all devices, as in training (the rays split over them); --devices=N forces
 N CPU devices, to measure the overhead of splitting one CPU's work N ways (same global batch).
 """
+if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
+  from jaxnerf import host_memory
+  host_memory.restart_with_huge_pages()
+
 import json
 import os
 import resource

@@ -6,6 +6,10 @@
 Memory does not depend on the parameter values, so the model is freshly initialised (no checkpoint needed).
 Prints a table: frame size, chunk, seconds, rays/s and peak resident memory of the process.
 """
+if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
+  from jaxnerf import host_memory
+  host_memory.restart_with_huge_pages()
+
 import argparse
 import os
 import resource

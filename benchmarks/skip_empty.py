@@ -9,6 +9,10 @@ at every sample and with the occupancy grid (config.occupancy.skip_empty); print
 against the photos, the occupied fraction of the grid, field calls per frame (one per level and chunk when no
 level overflows occupancy.skip_budget), and the largest difference between the two renders.
 """
+if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
+  from jaxnerf import host_memory
+  host_memory.restart_with_huge_pages()
+
 import os
 import sys
 import time

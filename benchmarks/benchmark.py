@@ -195,6 +195,11 @@ def main(argv):
   rows = [[measure] + [columns[name].get(measure, "") for name in columns]
           for measure in dict.fromkeys(k for c in columns.values() for k in c)]
   rows.insert(0, ["backend", *[f"{jax.default_backend()}, {jax.device_count()} device(s)"] * len(columns)])
+  print_table(header, rows)
+
+
+def print_table(header, rows):
+  """Print a Markdown table with aligned columns."""
   widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
   line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
   print(line(header))

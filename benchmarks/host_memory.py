@@ -74,12 +74,7 @@ def main(argv):
     columns[name] = json.loads(out.strip().splitlines()[-1])
   header = [f"blender_fast step, {FLAGS.rays} rays", *columns]
   rows = [[measure_name, *(c[measure_name] for c in columns.values())] for measure_name in next(iter(columns.values()))]
-  widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-  line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-  print(line(header))
-  print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-  for row in rows:
-    print(line(row))
+  benchmark.print_table(header, rows)
 
 
 if __name__ == "__main__":

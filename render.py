@@ -9,7 +9,7 @@ Videos are written to <workdir>/videos/<path>_<step>.mp4 and <path>_<step>_depth
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts
   from jaxnerf import host_memory
-  host_memory.restart_with_huge_pages()
+  host_memory.restart_with_malloc_tunables()
 
 import warnings
 

@@ -7,7 +7,7 @@ Running the same command again resumes from the latest checkpoint in the workdir
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts
   from jaxnerf import host_memory
-  host_memory.restart_with_huge_pages()
+  host_memory.restart_with_malloc_tunables()
 
 from absl import app
 from absl import flags

@@ -16,7 +16,7 @@ N CPU devices, to measure the overhead of splitting one CPU's work N ways (same 
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
   from jaxnerf import host_memory
-  host_memory.restart_with_huge_pages()
+  host_memory.restart_with_malloc_tunables()
 
 import json
 import os

@@ -8,7 +8,7 @@ Prints a table: frame size, chunk, seconds, rays/s and peak resident memory of t
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
   from jaxnerf import host_memory
-  host_memory.restart_with_huge_pages()
+  host_memory.restart_with_malloc_tunables()
 
 import argparse
 import os

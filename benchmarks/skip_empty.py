@@ -11,7 +11,7 @@ level overflows occupancy.skip_budget), and the largest difference between the t
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
   from jaxnerf import host_memory
-  host_memory.restart_with_huge_pages()
+  host_memory.restart_with_malloc_tunables()
 
 import os
 import sys

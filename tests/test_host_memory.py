@@ -1,4 +1,4 @@
-"""The entry points' restart with transparent huge pages (jaxnerf/host_memory.py)."""
+"""The entry points' restart with glibc malloc tunables (jaxnerf/host_memory.py)."""
 import json
 import os
 import subprocess
@@ -13,7 +13,7 @@ PROGRAM = """
 import json, os, sys
 from jaxnerf import host_memory
 print("started", flush=True)
-host_memory.restart_with_huge_pages()
+host_memory.restart_with_malloc_tunables()
 print(json.dumps({"tunables": os.environ.get("GLIBC_TUNABLES"), "argv": sys.argv[1:]}))
 """
 
@@ -30,23 +30,29 @@ def run(tmp_path, env_tunables):
   return out.count("started"), json.loads(out[-1])
 
 
-needs_huge_pages = pytest.mark.skipif(not host_memory.huge_pages_available(),
-                                      reason="needs glibc >= 2.35 and transparent huge pages")
+needs_tunables = pytest.mark.skipif(not host_memory.malloc_tunables(), reason="needs glibc >= 2.26")
 
 
-@needs_huge_pages
-def test_restarts_once_with_huge_pages_and_the_same_arguments(tmp_path):
+@needs_tunables
+def test_restarts_once_with_the_tunables_and_the_same_arguments(tmp_path):
   starts, seen = run(tmp_path, None)
   assert starts == 2
-  assert seen == {"tunables": "glibc.malloc.hugetlb=1", "argv": ["--config.x=1", "a b"]}
+  assert seen == {"tunables": ":".join(host_memory.malloc_tunables()), "argv": ["--config.x=1", "a b"]}
+  assert "glibc.malloc.mmap_max=0" in seen["tunables"] and "glibc.malloc.arena_max=1" in seen["tunables"]
 
 
-@needs_huge_pages
+@needs_tunables
+def test_huge_pages_where_available(tmp_path):
+  assert (host_memory.HUGE_PAGES in run(tmp_path, None)[1]["tunables"]) == host_memory.huge_pages_available()
+
+
+@needs_tunables
 def test_adds_to_other_tunables(tmp_path):
-  starts, seen = run(tmp_path, "glibc.malloc.arena_max=2")
-  assert starts == 2 and seen["tunables"] == "glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"
+  starts, seen = run(tmp_path, "glibc.pthread.rseq=1")
+  assert starts == 2 and seen["tunables"] == ":".join(("glibc.pthread.rseq=1", *host_memory.malloc_tunables()))
 
 
-def test_leaves_a_users_hugetlb_setting_alone(tmp_path):
-  starts, seen = run(tmp_path, "glibc.malloc.hugetlb=0")
-  assert starts == 1 and seen["tunables"] == "glibc.malloc.hugetlb=0"
+def test_leaves_a_users_malloc_settings_alone(tmp_path):
+  for users in ("glibc.malloc.hugetlb=0", "glibc.pthread.rseq=1:glibc.malloc.arena_max=4"):
+    starts, seen = run(tmp_path, users)
+    assert starts == 1 and seen["tunables"] == users

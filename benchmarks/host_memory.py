@@ -1,11 +1,12 @@
-"""A fast-mode train step with and without transparent huge pages for malloc (a benchmark, not a test).
+"""A fast-mode train step under glibc malloc's defaults and under the entry points' tunables (a benchmark, not a
+test).
 
   python benchmarks/host_memory.py [--rays=8192] [--steps=6]
 
-Times the train step of configs/blender_fast.py (random rays, every sample evaluated, no grid refresh) in two
-processes, one under GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (what train.py, eval.py and render.py restart with,
-jaxnerf/host_memory.py) and one under =0 (glibc's default), and prints the median step time, page faults and
-user/kernel CPU seconds per step, and peak host memory.
+Times the train step of configs/blender_fast.py (random rays, every sample evaluated, no grid refresh) in three
+processes: glibc's defaults; transparent huge pages only (glibc.malloc.hugetlb=1); and the tunables train.py, eval.py
+and render.py restart with (jaxnerf/host_memory.py: huge pages, and one heap that keeps freed memory). Prints the
+median step time, page faults and user/kernel CPU seconds per step, and peak host memory.
 """
 import json
 import os
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnerf import host_memory
 from jaxnerf import sharding
 from jaxnerf import train_lib
 
@@ -67,8 +69,10 @@ def main(argv):
     print(json.dumps(measure()))
     return
   columns = {}
-  for name, tunable in [("huge pages (hugetlb=1)", "1"), ("glibc default (hugetlb=0)", "0")]:
-    env = dict(os.environ, GLIBC_TUNABLES=f"glibc.malloc.hugetlb={tunable}")
+  settings = {"glibc defaults": "glibc.malloc.hugetlb=0", "huge pages only": "glibc.malloc.hugetlb=1",
+              "entry points' tunables": ":".join(host_memory.malloc_tunables())}
+  for name, tunables in settings.items():
+    env = dict(os.environ, GLIBC_TUNABLES=tunables)
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--measure", f"--rays={FLAGS.rays}",
                           f"--steps={FLAGS.steps}"], env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
     columns[name] = json.loads(out.strip().splitlines()[-1])

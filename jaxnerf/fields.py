@@ -12,6 +12,7 @@ from typing import Any, Callable, Tuple
 
 import flax.linen as nn
 import jax
+from jax.experimental import layout
 import jax.numpy as jnp
 
 from jaxnerf import cones
@@ -54,15 +55,21 @@ def _rounded_matmul(x, w, dtype):
 
 def _rounded_matmul_fwd(x, w, dtype):
   x, w = x.astype(dtype), w.astype(dtype)
-  return jnp.dot(x, w, preferred_element_type=jnp.float32), (x, w)
+  x_t = x.T
+  if jax.default_backend() == "cpu":
+    # XLA's CPU backend runs a bfloat16 matmul as a bfloat16 kernel only if its left operand is row-major with the
+    # contraction last; left to itself it folds this transpose into the weight gradient's dimension numbers and
+    # converts that matmul to float32. Kept instead of x, the row-major transposed copy costs one pass over x.
+    x_t = layout.with_layout_constraint(x_t, layout.Layout(major_to_minor=(0, 1)))
+  return jnp.dot(x, w, preferred_element_type=jnp.float32), (x_t, w)
 
 
 def _rounded_matmul_bwd(dtype, residuals, g):
   # The backward matmuls round the cotangent too, so all three run in `dtype`; the gradients come back in
   # float32, not rounded to `dtype` as the transpose of a cast would leave them.
-  x, w = residuals
+  x_t, w = residuals
   g = g.astype(dtype)
-  return (jnp.dot(g, w.T, preferred_element_type=jnp.float32), jnp.dot(x.T, g, preferred_element_type=jnp.float32))
+  return jnp.dot(g, w.T, preferred_element_type=jnp.float32), jnp.dot(x_t, g, preferred_element_type=jnp.float32)
 
 
 _rounded_matmul.defvjp(_rounded_matmul_fwd, _rounded_matmul_bwd)

@@ -4,7 +4,7 @@
 
 Prints one table with a column per model: configs/blender.py (the paper's 8x256 MLPs, 64 coarse + 128 fine
 samples) in float32 and with bfloat16 matmuls (model.compute_dtype), and configs/blender_fast.py (hash grid,
-proposal sampling). Rows: train-step time, rays/s and field
+proposal sampling). Rows (times are medians of --steps calls): train-step time, rays/s and field
 samples/s at --rays rays per step (a step that evaluates every sample and refreshes no occupancy grid cells; the
 refresh is timed apart), the FLOP rate XLA counts for the step and its fraction of the measured float32
 matmul peak, render rays/s, the time of one 800x800 frame (rendered in full for the fast model, extrapolated from
@@ -63,13 +63,15 @@ FLAGS = flags.FLAGS
 
 
 def timed(fn, repeats):
-  """Seconds per call of fn() after one warm-up (compilation) call; each call is waited for, as in training
-  (queued CPU collectives can deadlock)."""
+  """The median seconds of `repeats` calls of fn() after one warm-up (compilation) call; each call is waited for,
+  as in training (queued CPU collectives can deadlock)."""
   jax.block_until_ready(fn())
-  start = time.perf_counter()
+  seconds = []
   for _ in range(repeats):
+    start = time.perf_counter()
     jax.block_until_ready(fn())
-  return (time.perf_counter() - start) / repeats
+    seconds.append(time.perf_counter() - start)
+  return float(np.median(seconds))
 
 
 def matmul_peak_flops(n=2048, repeats=5):

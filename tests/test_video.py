@@ -1,4 +1,5 @@
 """render.py end to end: tiny runs on LLFF fern and the Blender demo, videos decoded and checked."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY
+from jaxnerf import video_lib
+from jaxnerf.data import loaders
 
 FERN_CPU = os.path.join(REPO, "configs", "fern_cpu.py")
 
@@ -61,3 +64,25 @@ def test_demo_orbit_gif_and_bad_flags(tmp_path):
   assert missing.returncode == 2 and "no checkpoint of step 1 (there are: 2)" in missing.stderr
   spiral = run("render.py", f"--workdir={workdir}", "--path=spiral")
   assert spiral.returncode == 2 and "needs the scene depth bounds of an LLFF dataset" in spiral.stderr
+
+
+class _Restored(Exception):
+  pass
+
+
+def test_render_builds_the_model_over_the_loaders_scene_box(monkeypatch):
+  """Rays in NDC fix the scene box of hash fields and of the occupancy grid, as in training; render.py must build
+  the model with that box, not the config's default."""
+  spec = importlib.util.spec_from_file_location("fern_cpu", FERN_CPU)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  assert tuple(config.data.scene_box) != loaders.NDC_SCENE_BOX
+
+  def restore_trained(config, workdir, step):
+    raise _Restored(tuple(config.data.scene_box))
+
+  monkeypatch.setattr(video_lib.eval_lib, "restore_trained", restore_trained)
+  with pytest.raises(_Restored) as restored:
+    video_lib.render_video(config, "unused", num_frames=2)
+  assert restored.value.args[0] == loaders.NDC_SCENE_BOX

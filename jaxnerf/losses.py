@@ -42,7 +42,7 @@ def interlevel_loss(levels):
 
 def distortion_loss(levels, near, far):
   """mip-NeRF 360's distortion loss on the finest level, in distances normalised to [0, 1] over [near, far] (in the
-  sampler's spacing coordinate s when it records one, samples.s_edges):
+  sampler's spacing coordinate s when it records one, samples.s_edges; else clipped to [near, far]):
   sum_ij w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (s_i+1 - s_i), with m the interval midpoints. It pulls each ray's
   weight together into as short a stretch as possible (against floaters), computed in O(n) with prefix sums.
 
@@ -51,8 +51,8 @@ def distortion_loss(levels, near, far):
   """
   level = levels[-1]
   s = level.samples.s_edges
-  if s is None:
-    s = (level.samples.edges - near) / (far - near)
+  if s is None:  # clipped: point samples' last interval runs past `far` (compositing.point_sample_edges)
+    s = jnp.clip((level.samples.edges - near) / (far - near), 0.0, 1.0)
   w = level.out.weights
   mids = 0.5 * (s[..., 1:] + s[..., :-1])
   # sum_ij w_i w_j |m_i - m_j| = 2 sum_i w_i (m_i W_<i - (w m)_<i), the midpoints being sorted.

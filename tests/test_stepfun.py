@@ -126,3 +126,16 @@ def test_distortion_loss_matches_double_sum(rng):
   spread = losses.distortion_loss(levels_from([(np.linspace(2, 6, 5), np.full(4, 0.25), True)]), 2.0, 6.0)
   tight = losses.distortion_loss(levels_from([(np.linspace(2, 6, 5), np.array([0, 1.0, 0, 0]), True)]), 2.0, 6.0)
   assert float(tight) < float(spread)
+
+
+def test_distortion_loss_of_point_samples_ends_the_last_interval_at_far():
+  """The hierarchical sampler's point samples composite their last sample over the rest of the ray (an interval
+  1e10 long); the distortion loss measures it only up to `far`, where the ray's [0, 1] range ends."""
+  t = np.array([2.5, 3.0, 4.0, 5.0])
+  weights = np.array([0.1, 0.2, 0.3, 0.3])
+  edges = np.asarray(compositing.point_sample_edges(jnp.asarray(t, jnp.float32)))
+  assert edges[-1] > 1e9
+  ours = losses.distortion_loss(levels_from([(edges, weights, True)]), 2.0, 6.0)
+  at_far = losses.distortion_loss(levels_from([(np.append(t, 6.0), weights, True)]), 2.0, 6.0)
+  np.testing.assert_allclose(ours, at_far, rtol=1e-6)
+  assert float(ours) < 1.0

@@ -18,11 +18,18 @@ from jaxnerf.errors import WorkdirError
 ADDED_FIELDS = ("density_grid",)
 
 
-def manager(directory, keep=3):
+def manager(directory, keep=3, read_only=False):
   """A CheckpointManager for `directory` (relative paths are resolved against the current directory, as orbax
-  needs absolute ones). Saves are synchronous so a checkpoint is complete (or absent) when save() returns."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True,
-                                         cleanup_tmp_directories=True)
+  needs absolute ones). Saves are synchronous so a checkpoint is complete (or absent) when save() returns.
+
+  The writer's manager removes leftovers of interrupted saves when it opens; a `read_only` one (eval, render,
+  export; never saved with) creates and removes nothing, so that it can open a run while train.py is in the middle
+  of a save."""
+  if read_only:  # not orbax's read_only mode, which logs a warning at every open
+    options = ocp.CheckpointManagerOptions(create=False, enable_async_checkpointing=False)
+  else:
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True,
+                                           cleanup_tmp_directories=True)
   return ocp.CheckpointManager(os.path.abspath(directory), options=options,
                                item_handlers=ocp.StandardCheckpointHandler())
 

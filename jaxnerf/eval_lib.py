@@ -29,7 +29,7 @@ def restore_trained(config, workdir, step=None):
   train_lib.prepare_workdir(config, workdir)
   model = train_lib.build_model(config)
   template = train_lib.create_train_state(config, model, train_lib.make_optimizer(config.train))
-  with checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints) as mngr:
+  with checkpoints.manager(os.path.join(workdir, "checkpoints"), read_only=True) as mngr:
     state = checkpoints.restore_latest(mngr, template, step)
   if state is None:
     raise WorkdirError(f"{workdir}: no checkpoint to render (train first, with the same --workdir)")

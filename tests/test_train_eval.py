@@ -99,7 +99,11 @@ def test_train_resume_and_evaluate(tmp_path, make_config):
   again = train_lib.train_and_evaluate(config, workdir)
   assert int(again.step) == 6
 
+  # A save of train.py in progress: evaluating meanwhile must not remove it (only the writer cleans up).
+  saving = os.path.join(workdir, "checkpoints", "9.orbax-checkpoint-tmp-1234")
+  os.makedirs(os.path.join(saving, "params"))
   result = eval_lib.evaluate(config, workdir)
+  assert os.path.isdir(saving)
   written = json.load(open(os.path.join(workdir, "eval", "metrics.json")))
   assert written == json.loads(json.dumps(result))
   assert written["step"] == 6
@@ -124,6 +128,9 @@ def test_train_resume_and_evaluate(tmp_path, make_config):
   assert json.load(open(os.path.join(workdir, "eval", "metrics.json"))) == written
   with pytest.raises(WorkdirError, match="no checkpoint of step 4"):
     eval_lib.evaluate(config, workdir, step=4)
+  assert os.path.isdir(saving)
+  train_lib.train_and_evaluate(config, workdir)  # the writer removes what an interrupted save left
+  assert not os.path.exists(saving)
 
 
 def test_command_line_train_resume_eval_with_relative_workdir(tmp_path):

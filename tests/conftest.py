@@ -13,6 +13,10 @@ TINY = ["--config.model.mlp.depth=2", "--config.model.mlp.width=16", "--config.m
         "--config.train.batch_size=64", "--config.train.max_steps=2", "--config.train.val_every=0",
         "--config.eval.chunk=1024"]
 SHARED_LEGO = os.path.join(REPO, "..", "shared", "data", "nerf_synthetic", "lego")
+SHARED_FERN = os.path.join(REPO, "..", "shared", "data", "nerf_llff_data", "fern")
+# Tests of the real scenes beside the repository (CI has them; a user's checkout need not).
+needs_shared_lego = pytest.mark.skipif(not os.path.isdir(SHARED_LEGO), reason="needs ../shared/data (lego)")
+needs_shared_fern = pytest.mark.skipif(not os.path.isdir(SHARED_FERN), reason="needs ../shared/data (fern)")
 
 
 def pytest_configure(config):
@@ -35,3 +39,20 @@ def random_rotation(rng):
   if np.linalg.det(q) < 0:
     q[:, 0] = -q[:, 0]
   return q
+
+
+def write_llff_scene(root, rng, num_views=5):
+  """A small LLFF scene in `root`: random camera poses with depth bounds in poses_bounds.npy and random 8x6
+  images in images_2/ (16x12 "full size", focal 13)."""
+  import numpy as np
+  from PIL import Image
+  (root / "images_2").mkdir(parents=True)
+  poses = np.stack([np.concatenate([random_rotation(rng), rng.normal(size=(3, 1))], axis=-1)
+                    for _ in range(num_views)])
+  hwf = np.broadcast_to(np.array([12.0, 16.0, 13.0])[:, None], (num_views, 3, 1))
+  bounds = np.stack([rng.uniform(1.0, 2.0, num_views), rng.uniform(5.0, 10.0, num_views)], axis=-1)
+  np.save(root / "poses_bounds.npy", np.concatenate([np.concatenate([poses, hwf], -1).reshape(num_views, 15),
+                                                     bounds], axis=-1))
+  for i in range(num_views):
+    Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(root / "images_2" / f"im{i}.png")
+  return root

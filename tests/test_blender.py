@@ -9,7 +9,7 @@ from PIL import Image
 import jaxnerf
 from jaxnerf.data import blender
 from jaxnerf.errors import DataError
-from conftest import SHARED_LEGO
+from conftest import SHARED_LEGO, needs_shared_lego
 
 
 def test_demo_scene_loads_with_paper_conventions():
@@ -26,7 +26,7 @@ def test_demo_scene_loads_with_paper_conventions():
   assert len(train) == 100
 
 
-@pytest.mark.skipif(not os.path.isdir(SHARED_LEGO), reason="needs ../shared/data")
+@needs_shared_lego
 def test_demo_scene_matches_full_lego_downsampled():
   demo = blender.load_split(jaxnerf.DEMO_SCENE, "test", background=(0.0, 0.0, 0.0))
   full = blender.load_split(SHARED_LEGO, "test", factor=8, stride=25, background=(0.0, 0.0, 0.0))

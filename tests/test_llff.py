@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, random_rotation
+from conftest import SHARED_FERN, needs_shared_fern, random_rotation, write_llff_scene
 from jaxnerf import rays as rays_lib
 from jaxnerf.data import llff
 from jaxnerf.data import poses as poses_lib
 from jaxnerf.errors import DataError
-
-SHARED_FERN = os.path.join(REPO, "..", "shared", "data", "nerf_llff_data", "fern")
-
 
 def random_poses(rng, n=6):
   rotations = np.stack([random_rotation(rng) for _ in range(n)])
@@ -109,17 +106,9 @@ def test_split_holds_out_every_eighth_image():
 
 
 @pytest.fixture
-def small_scene(tmp_path):
-  """A 5-view LLFF scene: fern's first poses with tiny 8x6 images in images_2/ (16x12 "full size")."""
-  root = tmp_path / "scene"
-  (root / "images_2").mkdir(parents=True)
-  rows = np.load(os.path.join(SHARED_FERN, "poses_bounds.npy"))[:5].copy()
-  rows[:, [4, 9, 14]] = [12.0, 16.0, 13.0]  # height, width, focal at full size
-  np.save(root / "poses_bounds.npy", rows)
-  rng = np.random.default_rng(0)
-  for i in range(5):
-    Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(root / "images_2" / f"im{i}.png")
-  return root
+def small_scene(tmp_path, rng):
+  """A 5-view LLFF scene with tiny 8x6 images in images_2/ (16x12 "full size")."""
+  return write_llff_scene(tmp_path / "scene", rng)
 
 
 def test_image_folder_prefers_the_largest_divisor(small_scene):
@@ -156,6 +145,7 @@ def test_image_count_must_match_the_poses(small_scene):
     llff.load_scene(str(small_scene), factor=2)
 
 
+@needs_shared_fern
 def test_fern_split_and_camera():
   test = llff.load_split(SHARED_FERN, "test", factor=16)
   assert test.names == ["test/image000", "test/image008", "test/image016"]

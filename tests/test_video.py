@@ -8,7 +8,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY
+from conftest import REPO, TINY, needs_shared_fern, write_llff_scene
 from jaxnerf import video_lib
 from jaxnerf.data import loaders
 
@@ -36,6 +36,7 @@ def decode(path):
   return frames[..., :3]
 
 
+@needs_shared_fern
 def test_fern_spiral_mp4(fern_run):
   result = run("render.py", f"--config={FERN_CPU}", f"--workdir={fern_run}", "--path=spiral", "--frames=4",
                "--factor=2")
@@ -70,13 +71,14 @@ class _Restored(Exception):
   pass
 
 
-def test_render_builds_the_model_over_the_loaders_scene_box(monkeypatch):
+def test_render_builds_the_model_over_the_loaders_scene_box(tmp_path, rng, monkeypatch):
   """Rays in NDC fix the scene box of hash fields and of the occupancy grid, as in training; render.py must build
   the model with that box, not the config's default."""
   spec = importlib.util.spec_from_file_location("fern_cpu", FERN_CPU)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config()
+  config = module.get_config()  # an LLFF scene in NDC
+  config.data.data_dir, config.data.factor = str(write_llff_scene(tmp_path / "scene", rng)), 2
   assert tuple(config.data.scene_box) != loaders.NDC_SCENE_BOX
 
   def restore_trained(config, workdir, step):
@@ -84,5 +86,5 @@ def test_render_builds_the_model_over_the_loaders_scene_box(monkeypatch):
 
   monkeypatch.setattr(video_lib.eval_lib, "restore_trained", restore_trained)
   with pytest.raises(_Restored) as restored:
-    video_lib.render_video(config, "unused", num_frames=2)
+    video_lib.render_video(config, str(tmp_path / "run"), path="orbit", num_frames=2)
   assert restored.value.args[0] == loaders.NDC_SCENE_BOX

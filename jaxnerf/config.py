@@ -8,6 +8,7 @@ import ml_collections
 
 import jaxnerf
 from jaxnerf import sampling
+from jaxnerf.data import batching
 from jaxnerf.errors import ConfigError
 
 
@@ -199,6 +200,11 @@ def validate(config, device_count):
       (t.checkpoint_every > 0, "train.checkpoint_every", f"a positive interval, got {t.checkpoint_every}"),
       (t.log_every > 0, "train.log_every", f"a positive interval, got {t.log_every}"),
       (t.max_nonfinite_steps > 0, "train.max_nonfinite_steps", f"at least 1, got {t.max_nonfinite_steps}"),
+      (t.keep_checkpoints >= 1, "train.keep_checkpoints", f"at least 1, got {t.keep_checkpoints}"),
+      (t.batching in batching.BATCHING_MODES, "train.batching",
+       f"one of {batching.BATCHING_MODES}, got {t.batching!r}"),
+      (t.precrop_steps >= 0 and 0.0 < t.precrop_fraction <= 1.0, "train.precrop_steps/precrop_fraction",
+       f"0 or more steps and a fraction in (0, 1], got {t.precrop_steps} and {t.precrop_fraction}"),
       (t.lr_init > 0 and t.lr_final > 0, "train.lr_init/lr_final", "positive learning rates"),
       (m.hierarchical.num_coarse_samples >= 2, "model.hierarchical.num_coarse_samples",
        f"at least 2, got {m.hierarchical.num_coarse_samples}"),

@@ -127,6 +127,16 @@ def test_bad_config_values(trained_run):
                     "--config.data.factor=3")
   expect_user_error("eval.py", trained_run, "config.data.near/far: expected 0 <= near < far",
                     "--config.data.near=7")
+  # A typo on resuming: the run's config.json stays as it was.
+  expect_user_error("train.py", trained_run, "config.train.batching: expected one of ('all_images', "
+                    "'single_image'), got 'single'", "--config.train.batching=single")
+  expect_user_error("train.py", trained_run, "config.train.precrop_steps/precrop_fraction: expected 0 or more "
+                    "steps and a fraction in (0, 1], got 2 and 0.0", "--config.train.precrop_steps=2",
+                    "--config.train.precrop_fraction=0")
+  expect_user_error("train.py", trained_run, "config.train.keep_checkpoints: expected at least 1, got 0",
+                    "--config.train.keep_checkpoints=0")
+  expect_user_error("train.py", trained_run, "config.data.data_dir: expected the blender scene's folder "
+                    "(--config.data.data_dir=PATH), got none", "--config.data.data_dir=")
 
 
 def test_batch_size_must_divide_over_devices(tmp_path):

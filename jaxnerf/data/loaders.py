@@ -42,6 +42,9 @@ def load_views(config, split, stride=1):
   d = config.data
   if d.dataset not in LOADERS:
     raise ConfigError(f"config.data.dataset: expected one of {DATASETS}, got {d.dataset!r}")
+  if not d.data_dir:
+    raise ConfigError(f"config.data.data_dir: expected the {d.dataset} scene's folder "
+                      "(--config.data.data_dir=PATH), got none")
   return LOADERS[d.dataset](d, split, stride)
 
 

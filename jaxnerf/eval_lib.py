@@ -3,6 +3,7 @@ import contextlib
 import json
 import os
 
+import flax
 import jax
 import numpy as np
 from PIL import Image
@@ -19,14 +20,18 @@ from jaxnerf.errors import WorkdirError
 
 
 def restore_trained(config, workdir, step=None):
-  """The model of `config` and the latest training state in workdir (or the one saved at `step`), with an
-  occupancy grid computed from the field if renders skip empty space and the checkpoint has none.
+  """The model of `config` (resolved by loaders.with_scene_bounds) and the latest training state in workdir (or
+  the one saved at `step`), with an occupancy grid computed from the field if renders skip empty space and the
+  checkpoint has none. Data settings that differ from those the run trained with are printed as notes.
 
   Raises WorkdirError if workdir holds no checkpoint, or a run or checkpoint of another model.
   """
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise WorkdirError(f"{workdir}: no checkpoint to render (train first, with the same --workdir)")
   train_lib.prepare_workdir(config, workdir)
+  if train_lib.is_lead_process():
+    for field, here, there in data_differences(config, workdir):
+      print(f"note: config.{field} is {here!r} here, {there!r} in the run's config.json", flush=True)
   model = train_lib.build_model(config)
   template = train_lib.create_train_state(config, model, train_lib.make_optimizer(config.train))
   with checkpoints.manager(os.path.join(workdir, "checkpoints"), read_only=True) as mngr:
@@ -36,12 +41,25 @@ def restore_trained(config, workdir, step=None):
   return model, train_lib.with_occupancy_grid(model, config, state)
 
 
+def data_differences(config, workdir):
+  """(field, value here, value in workdir/config.json) for each data setting of the resolved `config` that differs
+  from the one the run in workdir trained with (not data.data_dir: a scene may move); [] without a config.json."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      there = flax.traverse_util.flatten_dict(json.load(f)["data"], sep=".")
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    return []
+  here = flax.traverse_util.flatten_dict(json.loads(config.data.to_json_best_effort()), sep=".")
+  return [(f"data.{k}", here[k], there[k]) for k in sorted(here)
+          if k != "data_dir" and k in there and here[k] != there[k]]
+
+
 def evaluate(config, workdir, step=None):
   """Render config.eval.split (every config.eval.stride-th view) with the latest checkpoint in workdir, or the one
   of `step`.
 
-  Writes DIR/eval/<split>/<view>.png (and <view>_depth.png) and DIR/eval/metrics.json; with a step, under
-  DIR/eval/step_<step>/ instead, so that a learning curve keeps every point. All processes of a multi-process run
+  Writes DIR/eval/<view>.png (and <view>_depth.png), DIR/eval/metrics.json and the resolved config it used,
+  DIR/eval/config.json; with a step, under DIR/eval/step_<step>/ instead, so that a learning curve keeps every point. All processes of a multi-process run
   render together (render.py); only process 0 writes and prints.
 
   Returns:
@@ -91,6 +109,9 @@ def evaluate(config, workdir, step=None):
       "per_image": per_image,
   }
   if lead:
+    with written_in_place(os.path.join(workdir, eval_dir, "config.json")) as partial:
+      with open(partial, "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
     with written_in_place(os.path.join(workdir, eval_dir, "metrics.json")) as partial:
       with open(partial, "w") as f:
         json.dump(result, f, indent=2)

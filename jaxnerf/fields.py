@@ -53,15 +53,20 @@ def _rounded_matmul(x, w, dtype):
   return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
 
 
+def _row_major_transpose(a):
+  """a.T of a matrix; on CPU pinned to a row-major layout. XLA's CPU backend runs a bfloat16 matmul fast (as a
+  YNNPACK kernel) only if both operands are row-major and contracted over the left one's last axis and the right
+  one's first; left to itself it folds a transpose into the matmul's dimension numbers instead, and then runs the
+  input gradient's matmul at under half that speed and converts the weight gradient's to float32."""
+  if jax.default_backend() != "cpu":
+    return a.T
+  return layout.with_layout_constraint(a.T, layout.Layout(major_to_minor=(0, 1)))
+
+
 def _rounded_matmul_fwd(x, w, dtype):
   x, w = x.astype(dtype), w.astype(dtype)
-  x_t = x.T
-  if jax.default_backend() == "cpu":
-    # XLA's CPU backend runs a bfloat16 matmul as a bfloat16 kernel only if its left operand is row-major with the
-    # contraction last; left to itself it folds this transpose into the weight gradient's dimension numbers and
-    # converts that matmul to float32. Kept instead of x, the row-major transposed copy costs one pass over x.
-    x_t = layout.with_layout_constraint(x_t, layout.Layout(major_to_minor=(0, 1)))
-  return jnp.dot(x, w, preferred_element_type=jnp.float32), (x_t, w)
+  # Kept instead of x: the weight gradient's left operand, transposed once here.
+  return jnp.dot(x, w, preferred_element_type=jnp.float32), (_row_major_transpose(x), w)
 
 
 def _rounded_matmul_bwd(dtype, residuals, g):
@@ -69,7 +74,8 @@ def _rounded_matmul_bwd(dtype, residuals, g):
   # float32, not rounded to `dtype` as the transpose of a cast would leave them.
   x_t, w = residuals
   g = g.astype(dtype)
-  return jnp.dot(g, w.T, preferred_element_type=jnp.float32), jnp.dot(x_t, g, preferred_element_type=jnp.float32)
+  return (jnp.dot(g, _row_major_transpose(w), preferred_element_type=jnp.float32),
+          jnp.dot(x_t, g, preferred_element_type=jnp.float32))
 
 
 _rounded_matmul.defvjp(_rounded_matmul_fwd, _rounded_matmul_bwd)

@@ -105,6 +105,13 @@ def test_train_resume_and_evaluate(tmp_path, make_config):
   result = eval_lib.evaluate(config, workdir)
   assert os.path.isdir(saving)
   written = json.load(open(os.path.join(workdir, "eval", "metrics.json")))
+  # Evaluation records its resolved config; its data settings are those the run trained with.
+  used = json.load(open(os.path.join(workdir, "eval", "config.json")))
+  assert used["data"] == json.load(open(os.path.join(workdir, "config.json")))["data"]
+  assert used["eval"]["split"] == "test" and eval_lib.data_differences(config, workdir) == []
+  black = config.copy_and_resolve_references()
+  black.data.white_background = False
+  assert eval_lib.data_differences(black, workdir) == [("data.white_background", False, True)]
   assert written == json.loads(json.dumps(result))
   assert written["step"] == 6
   assert [r["file"] for r in written["per_image"]] == [f"test/r_{i}" for i in range(0, 200, 25)]

@@ -59,8 +59,8 @@ def evaluate(config, workdir, step=None):
   of `step`.
 
   Writes DIR/eval/<view>.png (and <view>_depth.png), DIR/eval/metrics.json and the resolved config it used,
-  DIR/eval/config.json; with a step, under DIR/eval/step_<step>/ instead, so that a learning curve keeps every point. All processes of a multi-process run
-  render together (render.py); only process 0 writes and prints.
+  DIR/eval/config.json; with a step, under DIR/eval/step_<step>/ instead, so that a learning curve keeps every
+  point. All processes of a multi-process run render together (render.py); only process 0 writes and prints.
 
   Returns:
     The metrics dict written to metrics.json.

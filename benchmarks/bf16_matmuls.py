@@ -6,9 +6,9 @@ and bfloat16 (a benchmark, not a test).
 The first table times the three matmuls of one [rows, width] x [width, width] layer (forward, input gradient,
 weight gradient) as flax's float32 Dense differentiates them, as bfloat16 with XLA left to lay out the transposes,
 and as bfloat16 with the transposes pinned row-major as fields.matmul_in does on CPU (plus that transpose's own
-time). The second times configs/blender.py's train step (1024 rays) in float32 and with model.compute_dtype
-bfloat16, alternating the two in one process so that a busy or drifting machine slows both alike. Times are
-medians.
+time). The second times configs/blender.py's train step (1024 rays) and render call (8192 rays) in float32 and
+with model.compute_dtype bfloat16, alternating the two in one process so that a busy or drifting machine slows
+both alike. Times are medians.
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
   from jaxnerf import host_memory
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnerf import fields
+from jaxnerf import render
 from jaxnerf import sharding
 from jaxnerf import train_lib
 
@@ -34,7 +35,7 @@ import benchmark  # noqa: E402  (its models and random rays)
 flags.DEFINE_integer("rows", 262144, "rows of the layer's input (1024 rays x 256 samples)")
 flags.DEFINE_integer("width", 256, "the layer's input and output width")
 flags.DEFINE_integer("repeats", 5, "timed calls per matmul")
-flags.DEFINE_integer("train_steps", 6, "timed train steps per dtype (0: skip the train step)")
+flags.DEFINE_integer("train_steps", 6, "timed train steps and render calls per dtype (0: skip them)")
 FLAGS = flags.FLAGS
 
 
@@ -85,14 +86,15 @@ def layer_table():
 
 
 def step_table():
-  rays = 1024
+  rays, chunk = 1024, 8192
   rng = np.random.default_rng(0)
   mesh = sharding.data_mesh()
   batch = sharding.from_process_batches(
       mesh, {"rays": benchmark.random_rays(rng, rays), "rgb": rng.uniform(size=(rays, 3)).astype(np.float32)},
       rays)
+  chunk_rays = sharding.from_same_on_all(mesh, benchmark.random_rays(rng, chunk))
   key = jax.random.key(0)
-  steps = {}
+  calls = {}
   for name in ("classic", "classic_bf16"):
     config = benchmark.MODELS[name]()
     config.train.batch_size = rays
@@ -101,21 +103,29 @@ def step_table():
     state = train_lib.create_train_state(config, model, optimizer)
     step = train_lib.make_train_step(model, optimizer, config)
     state = state.replace(step=jnp.ones_like(state.step))  # no grid refresh, as benchmark.py times it
-    jax.block_until_ready(step(state, batch, key)[1])
-    steps[name] = (step, state)
-  seconds = {name: [] for name in steps}
+    render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+    calls[name] = (lambda step=step, state=state: step(state, batch, key)[1],
+                   lambda render_chunk=render_chunk, state=state: render_chunk({"params": state.params}, chunk_rays))
+    for call in calls[name]:
+      jax.block_until_ready(call())  # compile
+  seconds = {(name, kind): [] for name in calls for kind in (0, 1)}
   for _ in range(FLAGS.train_steps):
-    for name, (step, state) in steps.items():
-      start = time.perf_counter()
-      jax.block_until_ready(step(state, batch, key)[1])
-      seconds[name].append(time.perf_counter() - start)
-  f32, bf16 = (float(np.median(seconds[name])) for name in steps)
-  print(f"configs/blender.py train step, {rays} rays, {FLAGS.train_steps} steps each, alternating:\n")
-  print("| dtype    | step (median) | train rays/s |")
-  print("|----------|---------------|--------------|")
-  for name, seconds in (("float32", f32), ("bfloat16", bf16)):
-    print(f"| {name:8s} | {f'{seconds * 1e3:.0f} ms':13s} | {rays / seconds:12.0f} |")
-  print(f"\nbfloat16 / float32 speed: {f32 / bf16:.2f}x")
+    for name, pair in calls.items():
+      for kind, call in enumerate(pair):
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        seconds[name, kind].append(time.perf_counter() - start)
+  median = {k: float(np.median(v)) for k, v in seconds.items()}
+  print(f"configs/blender.py, {FLAGS.train_steps} train steps of {rays} rays and render calls of {chunk} rays "
+        "per dtype, alternating:\n")
+  print("| dtype    | train step (median) | train rays/s | render call (median) | render rays/s |")
+  print("|----------|---------------------|--------------|----------------------|---------------|")
+  for name, dtype in (("classic", "float32"), ("classic_bf16", "bfloat16")):
+    train, draw = median[name, 0], median[name, 1]
+    print(f"| {dtype:8s} | {f'{train * 1e3:.0f} ms':19s} | {rays / train:12.0f} | {f'{draw * 1e3:.0f} ms':20s} | "
+          f"{chunk / draw:13.0f} |")
+  print(f"\nbfloat16 / float32 speed: train {median['classic', 0] / median['classic_bf16', 0]:.2f}x, "
+        f"render {median['classic', 1] / median['classic_bf16', 1]:.2f}x")
 
 
 def main(argv):

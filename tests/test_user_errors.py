@@ -2,6 +2,7 @@
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,9 @@ import pytest
 from PIL import Image
 
 import jaxnerf
+from jaxnerf import config as config_lib
 from jaxnerf import train_lib
+from jaxnerf.errors import ConfigError
 from conftest import REPO
 from conftest import TINY
 
@@ -130,13 +133,21 @@ def test_bad_config_values(trained_run):
   # A typo on resuming: the run's config.json stays as it was.
   expect_user_error("train.py", trained_run, "config.train.batching: expected one of ('all_images', "
                     "'single_image'), got 'single'", "--config.train.batching=single")
-  expect_user_error("train.py", trained_run, "config.train.precrop_steps/precrop_fraction: expected 0 or more "
-                    "steps and a fraction in (0, 1], got 2 and 0.0", "--config.train.precrop_steps=2",
-                    "--config.train.precrop_fraction=0")
-  expect_user_error("train.py", trained_run, "config.train.keep_checkpoints: expected at least 1, got 0",
-                    "--config.train.keep_checkpoints=0")
   expect_user_error("train.py", trained_run, "config.data.data_dir: expected the blender scene's folder "
                     "(--config.data.data_dir=PATH), got none", "--config.data.data_dir=")
+
+
+@pytest.mark.parametrize("field, value, expected", [
+    ("precrop_fraction", 0.0, "config.train.precrop_steps/precrop_fraction: expected 0 or more steps and a "
+                              "fraction in (0, 1], got 500 and 0.0"),
+    ("precrop_fraction", 1.5, "got 500 and 1.5"),
+    ("keep_checkpoints", 0, "config.train.keep_checkpoints: expected at least 1, got 0"),
+])
+def test_training_settings_are_checked(field, value, expected):
+  config = tiny_config()
+  config.train[field] = value
+  with pytest.raises(ConfigError, match=re.escape(expected)):
+    config_lib.validate(config, 1)
 
 
 def test_batch_size_must_divide_over_devices(tmp_path):

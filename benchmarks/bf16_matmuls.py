@@ -30,23 +30,13 @@ from jaxnerf import sharding
 from jaxnerf import train_lib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import benchmark  # noqa: E402  (its models and random rays)
+import benchmark  # noqa: E402  (its models, random rays and timing)
 
 flags.DEFINE_integer("rows", 262144, "rows of the layer's input (1024 rays x 256 samples)")
 flags.DEFINE_integer("width", 256, "the layer's input and output width")
 flags.DEFINE_integer("repeats", 5, "timed calls per matmul")
 flags.DEFINE_integer("train_steps", 6, "timed train steps and render calls per dtype (0: skip them)")
 FLAGS = flags.FLAGS
-
-
-def median_seconds(fn, args, repeats):
-  jax.block_until_ready(fn(*args))
-  seconds = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    seconds.append(time.perf_counter() - start)
-  return float(np.median(seconds))
 
 
 def layer_table():
@@ -57,7 +47,7 @@ def layer_table():
   bf16 = [a.astype(jnp.bfloat16) for a in (x, g, w)]
   f32 = jnp.float32
   dot = lambda a, b: jnp.dot(a, b, preferred_element_type=f32)
-  pinned = fields._row_major_transpose  # what fields.matmul_in uses
+  pinned = fields.row_major_transpose  # what fields.matmul_in uses
   rows = [
       ("forward x w", jax.jit(lambda x, g, w: x @ w), jax.jit(lambda x, g, w: dot(x, w)), None),
       ("input gradient g w^T", jax.jit(lambda x, g, w: g @ w.T), jax.jit(lambda x, g, w: dot(g, w.T)),
@@ -65,7 +55,8 @@ def layer_table():
       ("weight gradient x^T g", jax.jit(lambda x, g, w: x.T @ g), jax.jit(lambda x, g, w: dot(x.T, g)),
        jax.jit(lambda x_t, g, w: dot(x_t, g))),
   ]
-  x_t = jax.block_until_ready(jax.jit(pinned)(bf16[0]))
+  transpose = jax.jit(pinned)
+  x_t = jax.block_until_ready(transpose(bf16[0]))
   flops = 2 * FLAGS.rows * FLAGS.width ** 2
   print(f"One layer, [{FLAGS.rows}, {FLAGS.width}] x [{FLAGS.width}, {FLAGS.width}], "
         f"{jax.default_backend()}, median ms (GFLOP/s):\n")
@@ -73,16 +64,16 @@ def layer_table():
   print("|------------------------|----------------|------------------------|-----------------------------|")
   fmt = lambda s: f"{s * 1e3:.0f} ms ({flops / s / 1e9:.0f})"
   for name, as_f32, as_bf16, as_pinned in rows:
-    cells = [fmt(median_seconds(as_f32, (x, g, w), FLAGS.repeats)),
-             fmt(median_seconds(as_bf16, bf16, FLAGS.repeats))]
+    cells = [fmt(benchmark.timed(lambda: as_f32(x, g, w), FLAGS.repeats)),
+             fmt(benchmark.timed(lambda: as_bf16(*bf16), FLAGS.repeats))]
     if as_pinned is None:
       cells.append(cells[-1])
     else:
       args = (x_t, bf16[1], bf16[2]) if name.startswith("weight") else bf16
-      cells.append(fmt(median_seconds(as_pinned, args, FLAGS.repeats)))
+      cells.append(fmt(benchmark.timed(lambda: as_pinned(*args), FLAGS.repeats)))
     print(f"| {name:22s} | {cells[0]:14s} | {cells[1]:22s} | {cells[2]:27s} |")
-  transpose = median_seconds(jax.jit(pinned), (bf16[0],), FLAGS.repeats)
-  print(f"\nThe pinned transpose of the bfloat16 input (kept for the weight gradient): {transpose * 1e3:.0f} ms\n")
+  seconds = benchmark.timed(lambda: transpose(bf16[0]), FLAGS.repeats)
+  print(f"\nThe pinned transpose of the bfloat16 input (kept for the weight gradient): {seconds * 1e3:.0f} ms\n")
 
 
 def step_table():

@@ -53,7 +53,7 @@ def _rounded_matmul(x, w, dtype):
   return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
 
 
-def _row_major_transpose(a):
+def row_major_transpose(a):
   """a.T of a matrix; on CPU pinned to a row-major layout. XLA's CPU backend runs a bfloat16 matmul fast (as a
   YNNPACK kernel) only if both operands are row-major and contracted over the left one's last axis and the right
   one's first; left to itself it folds a transpose into the matmul's dimension numbers instead, and then runs the
@@ -66,7 +66,7 @@ def _row_major_transpose(a):
 def _rounded_matmul_fwd(x, w, dtype):
   x, w = x.astype(dtype), w.astype(dtype)
   # Kept instead of x: the weight gradient's left operand, transposed once here.
-  return jnp.dot(x, w, preferred_element_type=jnp.float32), (_row_major_transpose(x), w)
+  return jnp.dot(x, w, preferred_element_type=jnp.float32), (row_major_transpose(x), w)
 
 
 def _rounded_matmul_bwd(dtype, residuals, g):
@@ -74,7 +74,7 @@ def _rounded_matmul_bwd(dtype, residuals, g):
   # float32, not rounded to `dtype` as the transpose of a cast would leave them.
   x_t, w = residuals
   g = g.astype(dtype)
-  return (jnp.dot(g, _row_major_transpose(w), preferred_element_type=jnp.float32),
+  return (jnp.dot(g, row_major_transpose(w), preferred_element_type=jnp.float32),
           jnp.dot(x_t, g, preferred_element_type=jnp.float32))
 
 

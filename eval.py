@@ -4,15 +4,15 @@
   python eval.py --config=configs/blender.py --config.data.data_dir=PATH/lego --workdir=runs/lego
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts
-  from jaxnerf import host_memory
+  from jaxnerf.runtime import host_memory
   host_memory.restart_with_malloc_tunables()
 
 from absl import app
 from absl import flags
 
-from jaxnerf import cli
-from jaxnerf import eval_lib
-from jaxnerf import train_lib
+from jaxnerf.run import cli
+from jaxnerf.run import evaluate as eval_lib
+from jaxnerf.run import train as train_lib
 
 FLAGS = flags.FLAGS
 cli.define_flags()

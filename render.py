@@ -8,7 +8,7 @@
 Videos are written to <workdir>/videos/<path>_<step>.mp4 and <path>_<step>_depth.mp4.
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts
-  from jaxnerf import host_memory
+  from jaxnerf.runtime import host_memory
   host_memory.restart_with_malloc_tunables()
 
 import warnings
@@ -16,9 +16,9 @@ import warnings
 from absl import app
 from absl import flags
 
-from jaxnerf import cli
-from jaxnerf import train_lib
-from jaxnerf import video_lib
+from jaxnerf.run import cli
+from jaxnerf.run import train as train_lib
+from jaxnerf.run import video as video_lib
 
 FLAGS = flags.FLAGS
 cli.define_flags()

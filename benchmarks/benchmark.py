@@ -15,7 +15,7 @@ The steps run data parallel over all devices, as in training (the rays split ove
 N CPU devices, to measure the overhead of splitting one CPU's work N ways (same global batch).
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
-  from jaxnerf import host_memory
+  from jaxnerf.runtime import host_memory
   host_memory.restart_with_malloc_tunables()
 
 import json
@@ -36,10 +36,10 @@ sys.path.insert(0, os.path.join(REPO, "configs"))
 import blender  # noqa: E402  (configs/blender.py)
 import blender_fast  # noqa: E402
 
-from jaxnerf import rays as rays_lib  # noqa: E402
-from jaxnerf import render  # noqa: E402
-from jaxnerf import sharding  # noqa: E402
-from jaxnerf import train_lib  # noqa: E402
+from jaxnerf.core import rays as rays_lib  # noqa: E402
+from jaxnerf.run import rendering as render  # noqa: E402
+from jaxnerf.runtime import sharding  # noqa: E402
+from jaxnerf.run import train as train_lib  # noqa: E402
 
 
 def blender_bf16():

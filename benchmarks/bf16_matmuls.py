@@ -11,7 +11,7 @@ with model.compute_dtype bfloat16, alternating the two in one process so that a 
 both alike. Times are medians.
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
-  from jaxnerf import host_memory
+  from jaxnerf.runtime import host_memory
   host_memory.restart_with_malloc_tunables()
 
 import os
@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnerf import fields
-from jaxnerf import render
-from jaxnerf import sharding
-from jaxnerf import train_lib
+from jaxnerf.nerf import fields
+from jaxnerf.run import rendering as render
+from jaxnerf.runtime import sharding
+from jaxnerf.run import train as train_lib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # noqa: E402  (its models, random rays and timing)

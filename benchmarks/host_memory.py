@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnerf import host_memory
-from jaxnerf import sharding
-from jaxnerf import train_lib
+from jaxnerf.runtime import host_memory
+from jaxnerf.runtime import sharding
+from jaxnerf.run import train as train_lib
 
 import benchmark  # (benchmarks/benchmark.py: its --rays and --steps flags, random rays)
 

@@ -7,7 +7,7 @@ Memory does not depend on the parameter values, so the model is freshly initiali
 Prints a table: frame size, chunk, seconds, rays/s and peak resident memory of the process.
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
-  from jaxnerf import host_memory
+  from jaxnerf.runtime import host_memory
   host_memory.restart_with_malloc_tunables()
 
 import argparse
@@ -21,9 +21,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import blender  # noqa: E402
-from jaxnerf import render  # noqa: E402
-from jaxnerf import rays as rays_lib  # noqa: E402
-from jaxnerf import train_lib  # noqa: E402
+from jaxnerf.run import rendering as render  # noqa: E402
+from jaxnerf.core import rays as rays_lib  # noqa: E402
+from jaxnerf.run import train as train_lib  # noqa: E402
 from jaxnerf.data import loaders  # noqa: E402
 
 

@@ -10,7 +10,7 @@ against the photos, the occupied fraction of the grid, field calls per frame (on
 level overflows occupancy.skip_budget), and the largest difference between the two renders.
 """
 if __name__ == "__main__":  # first, so that the restart comes before JAX starts (as in train.py)
-  from jaxnerf import host_memory
+  from jaxnerf.runtime import host_memory
   host_memory.restart_with_malloc_tunables()
 
 import os
@@ -22,10 +22,10 @@ from absl import flags
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from jaxnerf import cli  # noqa: E402
-from jaxnerf import eval_lib  # noqa: E402
-from jaxnerf import metrics as metrics_lib  # noqa: E402
-from jaxnerf import render  # noqa: E402
+from jaxnerf.run import cli  # noqa: E402
+from jaxnerf.run import evaluate as eval_lib  # noqa: E402
+from jaxnerf.metrics import quality as metrics_lib  # noqa: E402
+from jaxnerf.run import rendering as render  # noqa: E402
 from jaxnerf.data import loaders  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -7,7 +7,7 @@ Groups: `data` (what scene and how it is loaded), `model` (sampler and field, wi
 import ml_collections
 
 import jaxnerf
-from jaxnerf import sampling
+from jaxnerf.nerf import sampling
 from jaxnerf.data import batching
 from jaxnerf.errors import ConfigError
 

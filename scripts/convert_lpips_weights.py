@@ -29,7 +29,7 @@ import zipfile
 
 import numpy as np
 
-from jaxnerf import lpips
+from jaxnerf.metrics import lpips
 
 SOURCE_FILES = {"alex": "alexnet.ckpt", "vgg": "vgg16.ckpt"}
 SOURCE_ROOTS = {"alex": "AlexNet_0", "vgg": "VGG16_0"}

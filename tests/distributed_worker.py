@@ -14,9 +14,9 @@ import sys
 import jax
 import numpy as np
 
-from jaxnerf import distributed
-from jaxnerf import eval_lib
-from jaxnerf import train_lib
+from jaxnerf.runtime import distributed
+from jaxnerf.run import evaluate as eval_lib
+from jaxnerf.run import train as train_lib
 from test_train_eval import skipping_empty_space
 from test_train_eval import tiny_config
 from test_train_eval import tiny_fast_config

@@ -1,8 +1,8 @@
 """Video camera paths against closed forms."""
 import numpy as np
 
-from jaxnerf import camera_paths
-from jaxnerf.data import poses as poses_lib
+from jaxnerf.core import camera_paths
+from jaxnerf.core import poses as poses_lib
 
 
 def assert_rigid(poses):

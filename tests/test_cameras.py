@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import rays as rays_lib
+from jaxnerf.core import rays as rays_lib
 from jaxnerf.data.views import Views
 
 H, W = 30, 40

@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnerf import compositing
+from jaxnerf.core import compositing
 
 
 def reference_composite(rgb, density, t, direction):

@@ -10,9 +10,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from jaxnerf import fields
-from jaxnerf import model as model_lib
-from jaxnerf import train_lib
+from jaxnerf.nerf import fields
+from jaxnerf.nerf import model as model_lib
+from jaxnerf.run import train as train_lib
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
 from conftest import REPO
@@ -90,7 +90,7 @@ EIGHT_DEVICE_STEPS = """
 import sys
 import jax
 import numpy as np
-from jaxnerf import train_lib
+from jaxnerf.run import train as train_lib
 from test_train_eval import tiny_config
 config = tiny_config(3)
 config.model.compute_dtype = "bfloat16"

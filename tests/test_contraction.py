@@ -10,21 +10,21 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from jaxnerf import compositing
-from jaxnerf import cones
+from jaxnerf.core import compositing
+from jaxnerf.core import cones
 from jaxnerf import config as config_lib
-from jaxnerf import contraction
-from jaxnerf import eval_lib
-from jaxnerf import fields
-from jaxnerf import hash_encoding
-from jaxnerf import losses
-from jaxnerf import model
-from jaxnerf import rays as rays_lib
-from jaxnerf import sampling
-from jaxnerf import train_lib
-from jaxnerf import video_lib
+from jaxnerf.core import contraction
+from jaxnerf.run import evaluate as eval_lib
+from jaxnerf.nerf import fields
+from jaxnerf.nerf import hash_encoding
+from jaxnerf.nerf import losses
+from jaxnerf.nerf import model
+from jaxnerf.core import rays as rays_lib
+from jaxnerf.nerf import sampling
+from jaxnerf.run import train as train_lib
+from jaxnerf.run import video as video_lib
 from jaxnerf.data import loaders
-from jaxnerf.data import poses as poses_lib
+from jaxnerf.core import poses as poses_lib
 from jaxnerf.data import transforms
 from jaxnerf.errors import ConfigError
 from test_model import small_config

@@ -1,7 +1,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnerf import encoding
+from jaxnerf.nerf import encoding
 
 
 def reference_encoding(x, min_deg, max_deg, include_input):

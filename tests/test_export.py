@@ -16,13 +16,13 @@ from conftest import REPO, TINY, random_rotation
 pytest.importorskip("skimage")  # the [export] extra
 pytest.importorskip("trimesh")
 
-from jaxnerf import export_lib
-from jaxnerf import train_lib
+from jaxnerf.run import export as export_lib
+from jaxnerf.run import train as train_lib
 from jaxnerf.data import loaders
-from jaxnerf import model as model_lib
-from jaxnerf import rays as rays_lib
-from jaxnerf import render
-from jaxnerf import sampling
+from jaxnerf.nerf import model as model_lib
+from jaxnerf.core import rays as rays_lib
+from jaxnerf.run import rendering as render
+from jaxnerf.nerf import sampling
 from jaxnerf.data import views as views_lib
 from jaxnerf.errors import ConfigError
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import hash_encoding
+from jaxnerf.nerf import hash_encoding
 
 PRIMES = (1, 2654435761, 805459861)
 

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from jaxnerf import host_memory
+from jaxnerf.runtime import host_memory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROGRAM = """
 import json, os, sys
-from jaxnerf import host_memory
+from jaxnerf.runtime import host_memory
 print("started", flush=True)
 host_memory.restart_with_malloc_tunables()
 print(json.dumps({"tunables": os.environ.get("GLIBC_TUNABLES"), "argv": sys.argv[1:]}))

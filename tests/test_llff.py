@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED_FERN, needs_shared_fern, random_rotation, write_llff_scene
-from jaxnerf import rays as rays_lib
+from jaxnerf.core import rays as rays_lib
 from jaxnerf.data import llff
-from jaxnerf.data import poses as poses_lib
+from jaxnerf.core import poses as poses_lib
 from jaxnerf.errors import DataError
 
 def random_poses(rng, n=6):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnerf import eval_lib
-from jaxnerf import lpips
-from jaxnerf import train_lib
+from jaxnerf.run import evaluate as eval_lib
+from jaxnerf.metrics import lpips
+from jaxnerf.run import train as train_lib
 from jaxnerf.errors import ConfigError
 from conftest import TINY
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from jaxnerf import metrics
+from jaxnerf.metrics import quality as metrics
 
 
 def gaussian_valid_filter(image, size=11, sigma=1.5):

@@ -4,12 +4,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import cones
-from jaxnerf import encoding
-from jaxnerf import model as model_lib
-from jaxnerf import rays as rays_lib
-from jaxnerf import sampling
-from jaxnerf import train_lib
+from jaxnerf.core import cones
+from jaxnerf.nerf import encoding
+from jaxnerf.nerf import model as model_lib
+from jaxnerf.core import rays as rays_lib
+from jaxnerf.nerf import sampling
+from jaxnerf.run import train as train_lib
 from jaxnerf.errors import ConfigError
 from conftest import random_rotation
 from test_model import random_rays

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from jaxnerf import config as config_lib
-from jaxnerf import fields
-from jaxnerf import model
-from jaxnerf import rays as rays_lib
+from jaxnerf.nerf import fields
+from jaxnerf.nerf import model
+from jaxnerf.core import rays as rays_lib
 from jaxnerf.errors import ConfigError
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnerf import checkpoints
-from jaxnerf import eval_lib
-from jaxnerf import train_lib
+from jaxnerf.run import checkpoints
+from jaxnerf.run import evaluate as eval_lib
+from jaxnerf.run import train as train_lib
 from jaxnerf.data import batching
 from jaxnerf.data import loaders
 from conftest import REPO

@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import checkpoints
-from jaxnerf import fields
-from jaxnerf import model as model_lib
-from jaxnerf import occupancy
-from jaxnerf import train_lib
+from jaxnerf.run import checkpoints
+from jaxnerf.nerf import fields
+from jaxnerf.nerf import model as model_lib
+from jaxnerf.nerf import occupancy
+from jaxnerf.run import train as train_lib
 from test_model import random_rays
 from test_model import small_config
 

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jaxnerf.data import poses as poses_lib
+from jaxnerf.core import poses as poses_lib
 
 
 def random_rotation(rng):

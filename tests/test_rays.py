@@ -1,7 +1,7 @@
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnerf import rays
+from jaxnerf.core import rays
 from conftest import random_rotation
 
 

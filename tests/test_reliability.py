@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnerf import train_lib
+from jaxnerf.run import train as train_lib
 from jaxnerf.data import batching
 from jaxnerf.errors import TrainingDivergedError
 from conftest import REPO

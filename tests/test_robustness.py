@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from jaxnerf import eval_lib
-from jaxnerf import stderr_guard
+from jaxnerf.run import evaluate as eval_lib
+from jaxnerf.runtime import stderr_guard
 from jaxnerf.errors import DataError
 from conftest import REPO
 from conftest import TINY

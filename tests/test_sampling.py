@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnerf import sampling
+from jaxnerf.nerf import sampling
 
 
 def reference_sample_pdf(bins, weights, u, eps=1e-5):

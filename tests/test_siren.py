@@ -10,8 +10,8 @@ from PIL import Image
 
 import jaxnerf
 from jaxnerf import config as config_lib
-from jaxnerf import fields
-from jaxnerf import model
+from jaxnerf.nerf import fields
+from jaxnerf.nerf import model
 from jaxnerf.errors import ConfigError
 
 

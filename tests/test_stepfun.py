@@ -3,11 +3,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnerf import compositing
-from jaxnerf import losses
-from jaxnerf import model
-from jaxnerf import sampling
-from jaxnerf import stepfun
+from jaxnerf.core import compositing
+from jaxnerf.nerf import losses
+from jaxnerf.nerf import model
+from jaxnerf.nerf import sampling
+from jaxnerf.core import stepfun
 
 
 def random_step(rng, n, lo=2.0, hi=6.0):

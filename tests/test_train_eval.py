@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxnerf import eval_lib
-from jaxnerf import train_lib
+from jaxnerf.run import evaluate as eval_lib
+from jaxnerf.run import train as train_lib
 from jaxnerf.errors import WorkdirError
 from conftest import REPO
 

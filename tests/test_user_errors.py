@@ -13,7 +13,7 @@ from PIL import Image
 
 import jaxnerf
 from jaxnerf import config as config_lib
-from jaxnerf import train_lib
+from jaxnerf.run import train as train_lib
 from jaxnerf.errors import ConfigError
 from conftest import REPO
 from conftest import TINY

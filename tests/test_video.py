@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, TINY, needs_shared_fern, write_llff_scene
-from jaxnerf import video_lib
+from jaxnerf.run import video as video_lib
 from jaxnerf.data import loaders
 
 FERN_CPU = os.path.join(REPO, "configs", "fern_cpu.py")

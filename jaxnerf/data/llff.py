@@ -12,10 +12,10 @@ import numpy as np
 
 from jaxnerf.data import blender
 from jaxnerf.data import images as images_lib
-from jaxnerf.data.poses import nearest_point_to_axes
-from jaxnerf.data.poses import normalize
-from jaxnerf.data.poses import recenter_poses
-from jaxnerf.data.poses import to_homogeneous
+from jaxnerf.core.poses import nearest_point_to_axes
+from jaxnerf.core.poses import normalize
+from jaxnerf.core.poses import recenter_poses
+from jaxnerf.core.poses import to_homogeneous
 from jaxnerf.data.views import Views
 from jaxnerf.data.views import check_pose
 from jaxnerf.errors import DataError

@@ -23,9 +23,9 @@ import os
 
 import numpy as np
 
-from jaxnerf import rays as rays_lib
+from jaxnerf.core import rays as rays_lib
 from jaxnerf.data import colmap
-from jaxnerf.data import poses as poses_lib
+from jaxnerf.core import poses as poses_lib
 from jaxnerf.data.blender import composite_on_background
 from jaxnerf.data.blender import downsample_premultiplied
 from jaxnerf.data.blender import is_number

@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from jaxnerf import rays as rays_lib
+from jaxnerf.core import rays as rays_lib
 from jaxnerf.errors import DataError
 
 

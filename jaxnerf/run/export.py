@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jaxnerf import compositing
+from jaxnerf.core import compositing
 from jaxnerf import config as config_lib
-from jaxnerf import eval_lib
-from jaxnerf import render
-from jaxnerf import train_lib
+from jaxnerf.run import evaluate as eval_lib
+from jaxnerf.run import rendering as render
+from jaxnerf.run import train as train_lib
 from jaxnerf.data import loaders
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import UserError

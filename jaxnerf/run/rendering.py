@@ -8,10 +8,10 @@ import functools
 import jax
 import numpy as np
 
-from jaxnerf import fields
-from jaxnerf import occupancy
-from jaxnerf import rays as rays_lib
-from jaxnerf import sharding
+from jaxnerf.nerf import fields
+from jaxnerf.nerf import occupancy
+from jaxnerf.core import rays as rays_lib
+from jaxnerf.runtime import sharding
 
 
 def render_variables(state, config):

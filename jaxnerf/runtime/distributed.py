@@ -23,8 +23,8 @@ from jax._src import distributed as jax_distributed  # the coordination service'
 from jax.experimental import multihost_utils
 import numpy as np
 
-from jaxnerf import stderr_guard
-from jaxnerf.stderr_guard import last_checkpoint_note
+from jaxnerf.runtime import stderr_guard
+from jaxnerf.runtime.stderr_guard import last_checkpoint_note
 from jaxnerf.errors import DistributedError
 
 

@@ -23,17 +23,17 @@ import tqdm
 from jax.experimental import multihost_utils
 from tensorboardX import SummaryWriter
 
-from jaxnerf import checkpoints
+from jaxnerf.run import checkpoints
 from jaxnerf import config as config_lib
-from jaxnerf import fields
-from jaxnerf import interrupts
-from jaxnerf import losses as losses_lib
-from jaxnerf import metrics as metrics_lib
-from jaxnerf import model as model_lib
-from jaxnerf import occupancy
-from jaxnerf import rays as rays_lib
-from jaxnerf import render
-from jaxnerf import sharding
+from jaxnerf.nerf import fields
+from jaxnerf.runtime import interrupts
+from jaxnerf.nerf import losses as losses_lib
+from jaxnerf.metrics import quality as metrics_lib
+from jaxnerf.nerf import model as model_lib
+from jaxnerf.nerf import occupancy
+from jaxnerf.core import rays as rays_lib
+from jaxnerf.run import rendering as render
+from jaxnerf.runtime import sharding
 from jaxnerf.data import batching
 from jaxnerf.data import loaders
 from jaxnerf.errors import TrainingDivergedError

@@ -15,10 +15,10 @@ import jax
 from jax.experimental import layout
 import jax.numpy as jnp
 
-from jaxnerf import cones
-from jaxnerf import contraction
-from jaxnerf import encoding
-from jaxnerf import hash_encoding
+from jaxnerf.core import cones
+from jaxnerf.core import contraction
+from jaxnerf.nerf import encoding
+from jaxnerf.nerf import hash_encoding
 
 Initializer = Callable[..., jnp.ndarray]
 

@@ -3,7 +3,7 @@ orbit for inward-facing ones (Blender, spherified captures). Poses are [..., 3, 
 the OpenGL convention of rays.py (the camera looks down its -z axis)."""
 import numpy as np
 
-from jaxnerf.data import poses as poses_lib
+from jaxnerf.core import poses as poses_lib
 
 
 def spiral_path(poses, bounds, num_frames, num_rotations=2, z_rate=0.5, radius_percentile=90):

@@ -6,13 +6,13 @@ import imageio.v2 as imageio
 import numpy as np
 import tqdm
 
-from jaxnerf import camera_paths
+from jaxnerf.core import camera_paths
 from jaxnerf import config as config_lib
-from jaxnerf import eval_lib
-from jaxnerf import render
-from jaxnerf import train_lib
+from jaxnerf.run import evaluate as eval_lib
+from jaxnerf.run import rendering as render
+from jaxnerf.run import train as train_lib
 from jaxnerf.data import loaders
-from jaxnerf.data import poses as poses_lib
+from jaxnerf.core import poses as poses_lib
 from jaxnerf.errors import ConfigError
 
 PATHS = ("auto", "spiral", "orbit", "test")

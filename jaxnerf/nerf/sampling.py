@@ -17,8 +17,8 @@ from typing import NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import compositing
-from jaxnerf import stepfun
+from jaxnerf.core import compositing
+from jaxnerf.core import stepfun
 
 
 class Samples(NamedTuple):

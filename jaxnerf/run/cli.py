@@ -1,7 +1,7 @@
 """What train.py, eval.py and render.py share: flags, the default workdir, and turning user mistakes, Ctrl-C and a
 failed process of a multi-process job into one line."""
 # Ctrl-C from here on prints one line instead of a traceback, even while the imports below (JAX's) are running.
-from jaxnerf import interrupts
+from jaxnerf.runtime import interrupts
 
 interrupts.install(lambda: "stopped before anything was written")
 
@@ -14,11 +14,11 @@ from absl import logging
 from ml_collections import config_flags
 
 from jaxnerf import config as config_lib
-from jaxnerf import distributed
+from jaxnerf.runtime import distributed
 from jaxnerf.errors import TrainingDivergedError
 from jaxnerf.errors import UserError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG = os.path.join(REPO, "configs", "demo.py")
 
 

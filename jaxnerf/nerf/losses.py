@@ -2,7 +2,7 @@
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import stepfun
+from jaxnerf.core import stepfun
 
 
 def rgb_loss(levels, target, coarse_weight):

@@ -12,13 +12,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxnerf import compositing
-from jaxnerf import cones
-from jaxnerf import fields
-from jaxnerf import hash_encoding
-from jaxnerf import occupancy
-from jaxnerf import sampling
-from jaxnerf import sharding
+from jaxnerf.core import compositing
+from jaxnerf.core import cones
+from jaxnerf.nerf import fields
+from jaxnerf.nerf import hash_encoding
+from jaxnerf.nerf import occupancy
+from jaxnerf.nerf import sampling
+from jaxnerf.runtime import sharding
 from jaxnerf.errors import ConfigError
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from jaxnerf.errors import ConfigError
 
 NETS = ("alex", "vgg")
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lpips_weights")
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lpips_weights")
 LINEAR_WEIGHTS_FILE = "lin_v0.1.npz"
 # LPIPS's scaling layer, applied to images in [-1, 1].
 SHIFT = np.array([-0.030, -0.088, -0.188], np.float32)

@@ -8,13 +8,13 @@ import jax
 import numpy as np
 from PIL import Image
 
-from jaxnerf import checkpoints
+from jaxnerf.run import checkpoints
 from jaxnerf import config as config_lib
-from jaxnerf import interrupts
-from jaxnerf import lpips as lpips_lib
-from jaxnerf import metrics as metrics_lib
-from jaxnerf import render
-from jaxnerf import train_lib
+from jaxnerf.runtime import interrupts
+from jaxnerf.metrics import lpips as lpips_lib
+from jaxnerf.metrics import quality as metrics_lib
+from jaxnerf.run import rendering as render
+from jaxnerf.run import train as train_lib
 from jaxnerf.data import loaders
 from jaxnerf.errors import WorkdirError
 

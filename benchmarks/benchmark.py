@@ -143,7 +143,7 @@ def measure(name):
   if uses_grid:
     refresh_seconds = timed(lambda: train_step(state, batch, key)[1], FLAGS.steps) - step_seconds
 
-  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
   chunk_rays = sharding.from_same_on_all(mesh, random_rays(rng, FLAGS.render_chunk))
   render_rate = FLAGS.render_chunk / timed(lambda: render_chunk({"params": state.params}, chunk_rays), FLAGS.steps)
   num_pixels = FLAGS.frame ** 2

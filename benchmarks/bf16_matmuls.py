@@ -5,7 +5,7 @@ and bfloat16 (a benchmark, not a test).
 
 The first table times the three matmuls of one [rows, width] x [width, width] layer (forward, input gradient,
 weight gradient) as flax's float32 Dense differentiates them, as bfloat16 with XLA left to lay out the transposes,
-and as bfloat16 with the transposes pinned row-major as fields.matmul_in does on CPU (plus that transpose's own
+and as bfloat16 with the transposes pinned row-major as layers.matmul_in does on CPU (plus that transpose's own
 time). The second times configs/blender.py's train step (1024 rays) and render call (8192 rays) in float32 and
 with model.compute_dtype bfloat16, alternating the two in one process so that a busy or drifting machine slows
 both alike. Times are medians.
@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnerf.nerf import fields
 from jaxnerf.run import rendering as render
 from jaxnerf.runtime import sharding
 from jaxnerf.run import train as train_lib
+from jaxnerf.nerf import layers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # noqa: E402  (its models, random rays and timing)
@@ -47,7 +47,7 @@ def layer_table():
   bf16 = [a.astype(jnp.bfloat16) for a in (x, g, w)]
   f32 = jnp.float32
   dot = lambda a, b: jnp.dot(a, b, preferred_element_type=f32)
-  pinned = fields.row_major_transpose  # what fields.matmul_in uses
+  pinned = layers.row_major_transpose  # what layers.matmul_in uses
   rows = [
       ("forward x w", jax.jit(lambda x, g, w: x @ w), jax.jit(lambda x, g, w: dot(x, w)), None),
       ("input gradient g w^T", jax.jit(lambda x, g, w: g @ w.T), jax.jit(lambda x, g, w: dot(g, w.T)),
@@ -94,7 +94,7 @@ def step_table():
     state = train_lib.create_train_state(config, model, optimizer)
     step = train_lib.make_train_step(model, optimizer, config)
     state = state.replace(step=jnp.ones_like(state.step))  # no grid refresh, as benchmark.py times it
-    render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+    render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
     calls[name] = (lambda step=step, state=state: step(state, batch, key)[1],
                    lambda render_chunk=render_chunk, state=state: render_chunk({"params": state.params}, chunk_rays))
     for call in calls[name]:

@@ -47,7 +47,7 @@ def main():
 
   model = train_lib.build_model(config)
   params = train_lib.init_params(model, jax.random.key(0))
-  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
   before = peak_rss_gib()
   start = time.perf_counter()
   out = render.render_rays(render_chunk, {"params": params}, rays, args.chunk)

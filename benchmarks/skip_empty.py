@@ -38,7 +38,7 @@ def measure(config, workdir):
   views = loaders.load_views(config, config.eval.split, stride=config.eval.stride)
   config = loaders.with_scene_bounds(config, views)
   model, state = eval_lib.restore_trained(config, workdir)
-  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
   occupied = render.occupied_cells(state.density_grid, config)
   modes = {"every sample": {"params": state.params}, "occupied cells only": {"params": state.params,
                                                                              "occupied": occupied}}

@@ -7,6 +7,8 @@ Groups: `data` (what scene and how it is loaded), `model` (sampler and field, wi
 import ml_collections
 
 import jaxnerf
+from jaxnerf.nerf import fields
+from jaxnerf.nerf import model as model_lib
 from jaxnerf.nerf import sampling
 from jaxnerf.data import batching
 from jaxnerf.errors import ConfigError
@@ -74,33 +76,9 @@ def base_config():
   config.model.mip.num_fine_samples = 128  # intervals resampled from the coarse level's blurred weights
   config.model.mip.resample_padding = 0.01  # added to every blurred weight before resampling
 
-  config.model.mlp = ml_collections.ConfigDict()
-  config.model.mlp.depth = 8
-  config.model.mlp.width = 256
-  config.model.mlp.skip_layer = 4  # the encoded input is concatenated back after this layer
-  config.model.mlp.view_width = 128
-  config.model.mlp.use_viewdirs = True
-  config.model.mlp.position_min_deg = 0
-  config.model.mlp.position_max_deg = 10
-  config.model.mlp.direction_min_deg = 0
-  config.model.mlp.direction_max_deg = 4
-  config.model.mlp.density_activation = "relu"
-  config.model.mlp.activation = "relu"  # hidden layers of the trunk: "relu" or "siren" (sin(w0 x), SIREN's init)
-  config.model.mlp.color_activation = "relu"  # the colour branch's hidden layer: "relu" or "siren"
-  config.model.mlp.siren_w0 = 30.0  # w0 of SIREN layers
-
-  config.model.hash = ml_collections.ConfigDict()
-  config.model.hash.num_levels = 16
-  config.model.hash.features_per_level = 2
-  config.model.hash.log2_table_size = 19  # rows per level's table
-  config.model.hash.min_resolution = 16
-  config.model.hash.max_resolution = 2048
-  config.model.hash.density_width = 64
-  config.model.hash.geo_features = 15  # values besides the density passed from the density to the colour MLP
-  config.model.hash.color_width = 64
-  config.model.hash.color_depth = 2  # hidden layers of the colour MLP
-  config.model.hash.sh_degree = 4  # spherical-harmonics bands of the view direction
-  config.model.hash.density_activation = "trunc_exp"
+  # Each field type's settings, config.model.<name>, from its module (nerf/fields.py).
+  for name, field_type in fields.FIELDS.items():
+    config.model[name] = field_type.default_config()
 
   config.occupancy = ml_collections.ConfigDict()  # a grid of the finest field's density over data.scene_box
   config.occupancy.resolution = 128  # cells per axis; kept in the training state, refreshed while training
@@ -212,11 +190,9 @@ def validate(config, device_count):
        f"0 or more, got {m.hierarchical.num_fine_samples}"),
       (all(n >= 2 for n in (*m.proposal.num_samples, m.proposal.num_final_samples)),
        "model.proposal.num_samples/num_final_samples", "at least 2 intervals per level"),
-      (m.mlp.depth > 0 and m.mlp.width > 0, "model.mlp.depth/width", "positive sizes"),
       (m.mip.num_coarse_samples >= 2 and m.mip.num_fine_samples >= 2, "model.mip.num_coarse_samples/num_fine_samples",
        "at least 2 intervals per level"),
       (m.mip.resample_padding >= 0, "model.mip.resample_padding", f"0 or more, got {m.mip.resample_padding}"),
-      (m.mlp.siren_w0 > 0, "model.mlp.siren_w0", f"a positive frequency, got {m.mlp.siren_w0}"),
       (len(d.scene_box) == 6 and all(d.scene_box[i] < d.scene_box[i + 3] for i in range(3)), "data.scene_box",
        f"(min_x, min_y, min_z, max_x, max_y, max_z) with each min below its max, got {d.scene_box}"),
       (d.factor >= 1, "data.factor", f"an integer >= 1, got {d.factor}"),
@@ -242,3 +218,4 @@ def validate(config, device_count):
   for ok, field, expected in checks:
     if not ok:
       raise ConfigError(f"config.{field}: expected {expected}")
+  model_lib.build_model(config)  # the builders check the model's names and the fields' settings

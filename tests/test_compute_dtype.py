@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxnerf.nerf import fields
+from jaxnerf.nerf import layers
 from jaxnerf.nerf import model as model_lib
 from jaxnerf.run import train as train_lib
 from jaxnerf.errors import ConfigError
@@ -30,7 +31,7 @@ def test_rounded_matmul_and_its_gradients_against_float64(rng):
   x = jnp.asarray(rng.normal(size=(64, 40)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(40, 24)), jnp.float32)
   g = jnp.asarray(rng.normal(size=(64, 24)), jnp.float32)
-  dot_general = fields.matmul_in("bfloat16")
+  dot_general = layers.matmul_in("bfloat16")
   matmul = lambda x, w: dot_general(x, w, (((1,), (0,)), ((), ())))
   y, vjp = jax.vjp(matmul, x, w)
   dx, dw = vjp(g)
@@ -43,15 +44,16 @@ def test_rounded_matmul_and_its_gradients_against_float64(rng):
   # and the rounding did happen: float32 inputs give another result.
   exact = np.asarray(x, np.float64) @ np.asarray(w, np.float64)
   assert np.max(np.abs(np.asarray(y) - exact)) > 1e-3
-  assert fields.matmul_in("float32") is None
+  assert layers.matmul_in("float32") is None
 
 
 @pytest.mark.parametrize("field_name", ["mlp", "hash"])
 def test_bfloat16_field_keeps_float32_params_and_outputs_close_to_float32(rng, field_name):
   points = jnp.asarray(rng.uniform(-1, 1, size=(8, 16, 3)), jnp.float32)
   viewdirs = jnp.asarray(np.tile([[0.0, 0.6, -0.8]], (8, 1)), jnp.float32)
-  f32 = model_lib.FIELDS[field_name](small_config())
-  bf16 = model_lib.FIELDS[field_name](small_config(**{"model.compute_dtype": "bfloat16"}))
+  f32 = fields.FIELDS[field_name].build(small_config(), small_config().data.scene_box)
+  bf16_config = small_config(**{"model.compute_dtype": "bfloat16"})
+  bf16 = fields.FIELDS[field_name].build(bf16_config, bf16_config.data.scene_box)
   params = f32.init(jax.random.key(0), points, viewdirs)
   assert jax.tree.structure(params) == jax.tree.structure(bf16.init(jax.random.key(0), points, viewdirs))
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(bf16.init(jax.random.key(0), points, viewdirs)))
@@ -82,7 +84,7 @@ def test_bfloat16_train_step_runs_bfloat16_dots_with_float32_state(rng):
 
 
 def test_compute_dtype_is_checked():
-  with pytest.raises(ConfigError, match=r"config.model.compute_dtype: expected 'float32' or 'bfloat16'"):
+  with pytest.raises(ConfigError, match=r"config.model.compute_dtype: expected one of \('float32', 'bfloat16'\)"):
     model_lib.build_model(small_config(**{"model.compute_dtype": "float16"}))
 
 
@@ -91,6 +93,7 @@ import sys
 import jax
 import numpy as np
 from jaxnerf.run import train as train_lib
+from jaxnerf.nerf import layers
 from test_train_eval import tiny_config
 config = tiny_config(3)
 config.model.compute_dtype = "bfloat16"

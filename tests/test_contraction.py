@@ -15,7 +15,6 @@ from jaxnerf.core import cones
 from jaxnerf import config as config_lib
 from jaxnerf.core import contraction
 from jaxnerf.run import evaluate as eval_lib
-from jaxnerf.nerf import fields
 from jaxnerf.nerf import hash_encoding
 from jaxnerf.nerf import losses
 from jaxnerf.nerf import model
@@ -27,6 +26,9 @@ from jaxnerf.data import loaders
 from jaxnerf.core import poses as poses_lib
 from jaxnerf.data import transforms
 from jaxnerf.errors import ConfigError
+from jaxnerf.nerf import mlp_field
+from jaxnerf.nerf import hash_field
+from jaxnerf.nerf import layers
 from test_model import small_config
 from test_model import unit
 from test_transforms import demo_scene
@@ -90,8 +92,8 @@ def test_inverse_and_unit_coordinates_round_trip(rng):
   assert not np.any(np.all(np.isfinite(contraction.inverse_contract(jnp.asarray(beyond))), axis=-1))
   box = (-1.0, -2.0, -3.0, 1.0, 2.0, 5.0)
   for contract in (False, True):
-    coords, inside = fields.unit_coordinates(jnp.asarray(x), box, contract)
-    np.testing.assert_allclose(fields.points_at_unit_coordinates(coords, box, contract), x, rtol=2e-3, atol=1e-6)
+    coords, inside = contraction.unit_coordinates(jnp.asarray(x), box, contract)
+    np.testing.assert_allclose(contraction.points_at_unit_coordinates(coords, box, contract), x, rtol=2e-3, atol=1e-6)
     if contract:
       assert np.all(inside) and np.all((coords > 0) & (coords < 1))
       np.testing.assert_allclose(coords, (reference_contract(x) + 2) / 4, atol=1e-6)
@@ -204,14 +206,14 @@ def test_distortion_loss_in_spacing_coordinates(rng):
 @pytest.mark.parametrize("field_name", ["hash", "proposal"])
 def test_hash_fields_with_contraction_cover_all_of_space(rng, field_name):
   config = small_config(**{"model.contraction": True})
-  field = model.hash_field(config) if field_name == "hash" else model.proposal_field(config)
+  field = hash_field.build(config, config.data.scene_box) if field_name == "hash" else hash_field.build_proposal(config, config.data.scene_box)
   points = jnp.asarray(points_at_radii(rng, [0.5, 3.0, 1e3, 1e6, 1e6, 1e6]).reshape(2, 3, 3), jnp.float32)
   viewdirs = unit(rng, (2, 3))
   params = field.init(jax.random.key(0), points, viewdirs)
   rgb, raw_density = field.apply(params, points, viewdirs)
-  assert np.all(np.isfinite(raw_density)) and np.all(np.asarray(raw_density) != fields.EMPTY_RAW_DENSITY)
+  assert np.all(np.isfinite(raw_density)) and np.all(np.asarray(raw_density) != layers.EMPTY_RAW_DENSITY)
   assert rgb is None or np.all(np.isfinite(rgb))
-  coords, inside = fields.unit_coordinates(points, config.data.scene_box, True)
+  coords, inside = contraction.unit_coordinates(points, config.data.scene_box, True)
   assert np.all(inside)
   resolutions = field.encoding.resolutions
   cells, fractions = hash_encoding.grid_cells(coords, resolutions)
@@ -221,12 +223,12 @@ def test_hash_fields_with_contraction_cover_all_of_space(rng, field_name):
   # Without contraction the same far points are outside the box: empty.
   plain = model.hash_field(small_config()) if field_name == "hash" else model.proposal_field(small_config())
   _, plain_density = plain.apply(params, points, viewdirs)
-  assert np.all(np.asarray(plain_density)[1] == fields.EMPTY_RAW_DENSITY)
+  assert np.all(np.asarray(plain_density)[1] == layers.EMPTY_RAW_DENSITY)
 
 
 def test_mlp_sees_contracted_points_and_gaussians(rng):
   config = small_config(**{"model.contraction": True})
-  contracted, plain = model.mlp_field(config), model.mlp_field(small_config())
+  contracted, plain = mlp_field.build(config, config.data.scene_box), model.mlp_field(small_config())
   points = jnp.asarray(points_at_radii(rng, [0.5, 3.0, 40.0, 1e6]).reshape(2, 2, 3), jnp.float32)
   viewdirs = unit(rng, (2, 3))
   params = plain.init(jax.random.key(0), points, viewdirs)

@@ -8,6 +8,9 @@ from jaxnerf.nerf import fields
 from jaxnerf.nerf import model
 from jaxnerf.core import rays as rays_lib
 from jaxnerf.errors import ConfigError
+from jaxnerf.nerf import mlp_field
+from jaxnerf.nerf import hash_field
+from jaxnerf.nerf import layers
 
 
 def small_config(**changes):
@@ -39,7 +42,7 @@ def unit(rng, shape):
 
 
 def test_paper_mlp_shapes_and_skip_connection():
-  mlp = fields.NeRFMLP(depth=8, width=256, skip_layer=4, view_width=128)
+  mlp = mlp_field.NeRFMLP(depth=8, width=256, skip_layer=4, view_width=128)
   points, viewdirs = jnp.ones((5, 7, 3)), unit(np.random.default_rng(0), (5, 3))
   params = mlp.init(jax.random.key(0), points, viewdirs)["params"]
   kernels = {name: p["kernel"].shape for name, p in params.items()}
@@ -54,7 +57,7 @@ def test_paper_mlp_shapes_and_skip_connection():
 
 @pytest.mark.parametrize("field_name", ["mlp", "hash"])
 def test_view_direction_changes_colour_not_density(rng, field_name):
-  field = model.FIELDS[field_name](small_config())
+  field = fields.FIELDS[field_name].build(small_config(), small_config().data.scene_box)
   points = jnp.asarray(rng.uniform(-1, 1, size=(3, 5, 3)), jnp.float32)
   v1, v2 = unit(rng, (3, 3)), unit(rng, (3, 3))
   params = field.init(jax.random.key(0), points, v1)
@@ -78,7 +81,7 @@ def test_hash_fields_are_empty_outside_the_scene_box(rng):
   viewdirs = unit(rng, (4, 3))
   inside = np.all(np.abs(np.asarray(points)) <= 1.5, axis=-1)
   assert 0 < inside.sum() < inside.size
-  for field in (model.hash_field(config), model.proposal_field(config)):
+  for field in (hash_field.build(config, config.data.scene_box), hash_field.build_proposal(config, config.data.scene_box)):
     params = field.init(jax.random.key(0), points, viewdirs)
     _, raw = field.apply(params, points, viewdirs)
     density = np.asarray(field.density_activation(raw))
@@ -86,9 +89,9 @@ def test_hash_fields_are_empty_outside_the_scene_box(rng):
 
 
 def test_trunc_exp_gradient_is_clipped():
-  np.testing.assert_allclose(fields.trunc_exp(jnp.float32(2.0)), np.exp(2.0), rtol=1e-6)
-  np.testing.assert_allclose(jax.grad(fields.trunc_exp)(jnp.float32(2.0)), np.exp(2.0), rtol=1e-6)
-  np.testing.assert_allclose(jax.grad(fields.trunc_exp)(jnp.float32(40.0)), np.exp(15.0), rtol=1e-6)
+  np.testing.assert_allclose(layers.trunc_exp(jnp.float32(2.0)), np.exp(2.0), rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(layers.trunc_exp)(jnp.float32(2.0)), np.exp(2.0), rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(layers.trunc_exp)(jnp.float32(40.0)), np.exp(15.0), rtol=1e-6)
 
 
 @pytest.mark.parametrize("sampler,field_name,level_samples", [

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from jaxnerf.run import checkpoints
-from jaxnerf.nerf import fields
 from jaxnerf.nerf import model as model_lib
 from jaxnerf.nerf import occupancy
+from jaxnerf.run import rendering as render
 from jaxnerf.run import train as train_lib
+from jaxnerf.core import contraction
 from test_model import random_rays
 from test_model import small_config
 
@@ -87,14 +88,14 @@ def test_occupied_by_opacity_across_a_cell_or_above_the_mean_with_a_margin_of_on
   expected = np.zeros((5, 5, 5), bool)
   expected[0:2, 0:2, 3:5] = True
   np.testing.assert_array_equal(np.asarray(occupancy.occupied(jnp.asarray(small), 0.5, 0.1)), expected)
-  assert fields.grid_cell_size((0.0, 0.0, 0.0, 2.0, 3.0, 4.0), False, 4) == 0.5
+  assert occupancy.grid_cell_size((0.0, 0.0, 0.0, 2.0, 3.0, 4.0), False, 4) == 0.5
 
 
 def test_contracted_cell_lengths_against_finite_differences():
   """With contraction, a cell's length is the scene distance spanned by its contracted side along the radius,
   here from central differences of the inverse contraction in float64."""
   resolution = 8
-  lengths = np.asarray(fields.grid_cell_size(None, True, resolution))
+  lengths = np.asarray(occupancy.grid_cell_size(None, True, resolution))
   side = 4.0 / resolution  # [-2, 2]^3 in contracted space
 
   def uncontract(y):
@@ -124,7 +125,7 @@ def test_lookup_against_brute_force(rng, outside):
   faces = rng.uniform(0.0, 1.0, size=(200, 3))
   faces[np.arange(200), rng.integers(0, 3, 200)] = rng.integers(0, 2, 200)
   points = np.concatenate([points, lo + near_boundaries * (hi - lo), lo + faces * (hi - lo)])
-  unit, inside = fields.unit_coordinates(jnp.asarray(points, jnp.float32), BOX, False)
+  unit, inside = contraction.unit_coordinates(jnp.asarray(points, jnp.float32), BOX, False)
   got = np.asarray(occupancy.lookup(jnp.asarray(cells), unit, inside, outside))
   expected = [outside if c is None else cells[c] for c in numpy_cell_of(points.astype(np.float32), resolution, BOX)]
   np.testing.assert_array_equal(got, expected)
@@ -228,8 +229,8 @@ def test_training_skips_empty_cells_only_after_the_grids_first_sweep(rng):
 
   def render_loss(occupied):
     # As in the train step: the loss key is split off for the render after the background colour.
-    levels = renderer.apply({"params": state.params}, batch["rays"], 2.0, 6.0, key, randomized=True,
-                            occupied=occupied, differentiable=True)
+    skip = None if occupied is None else render.skipping(occupied, config, training=True)
+    levels = renderer.apply({"params": state.params}, batch["rays"], 2.0, 6.0, key, randomized=True, skip=skip)
     return float(jnp.mean((levels[-1].out.rgb - batch["rgb"]) ** 2))
 
   occupied = occupancy.occupied(jnp.asarray(grid), 3.0 / 8, 0.01)
@@ -252,7 +253,8 @@ def test_render_with_every_cell_occupied_equals_plain_render(rng, sampler, field
   params = renderer.init(jax.random.key(0), rays, 2.0, 6.0, jax.random.key(1), randomized=False)
   plain = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False)
   every = jnp.ones((8, 8, 8), bool)
-  skipping = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False, occupied=every)
+  skipping = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False,
+                            skip=render.skipping(every, config, training=False))
   for a, b in zip(plain, skipping):
     if a.out.rgb is not None:
       np.testing.assert_allclose(np.asarray(a.out.rgb), np.asarray(b.out.rgb), atol=1e-5)
@@ -270,7 +272,8 @@ def test_render_skips_empty_cells(rng):
   # Raise the density so that the cell matters, then compare with and without the empty cells' density.
   cells = np.zeros((2, 2, 2), bool)
   cells[1, 1, 1] = True
-  levels = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False, occupied=jnp.asarray(cells))
+  levels = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False,
+                          skip=render.skipping(jnp.asarray(cells), config, training=False))
   for level in levels:
     points = (np.asarray(rays.origins)[:, None, :] +
               np.asarray(level.samples.t)[..., None] * np.asarray(rays.directions)[:, None, :])
@@ -337,5 +340,6 @@ def test_checkpoint_without_grid_restores_with_the_templates_grid():
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   np.testing.assert_array_equal(np.asarray(restored.density_grid), 2.0)
   # A new field's density is about trunc_exp(0) = 1 everywhere in the box.
-  full = np.asarray(train_lib.full_grid(renderer, config, state.params, jax.random.key(0)))
+  full = np.asarray(occupancy.full_grid(train_lib.grid_density(renderer, state.params), config.occupancy,
+                                        config.data.scene_box, False, jax.random.key(0)))
   assert full.shape == (4, 4, 4) and np.all((full > 0.5) & (full < 2.0))

@@ -11,8 +11,8 @@ from PIL import Image
 import jaxnerf
 from jaxnerf import config as config_lib
 from jaxnerf.nerf import fields
-from jaxnerf.nerf import model
 from jaxnerf.errors import ConfigError
+from jaxnerf.nerf import mlp_field
 
 
 def pre_activations(mlp, params, points):
@@ -28,7 +28,7 @@ def test_siren_pre_activations_stay_standard_through_depth():
   before: for z ~ N(0, v), E[sin(z)^2] = (1 - exp(-2 v)) / 2, and a kernel and bias uniform in +-sqrt(6/n)/w0
   give w0 (x W + b) the variance 2 E[sin^2] + 2 / n."""
   depth, width = 12, 256
-  mlp = fields.NeRFMLP(depth=depth, width=width, skip_layer=depth, position_degrees=(0, 0), use_viewdirs=False,
+  mlp = mlp_field.NeRFMLP(depth=depth, width=width, skip_layer=depth, position_degrees=(0, 0), use_viewdirs=False,
                        siren_trunk=True, siren_w0=30.0)
   rng = np.random.default_rng(0)
   points = jnp.asarray(rng.uniform(-1, 1, size=(4000, 1, 3)), jnp.float32)
@@ -88,8 +88,8 @@ def test_siren_fits_an_image_from_raw_coordinates_better_than_relu():
   target = jnp.asarray(rgb.reshape(-1, 3))
   points = image_coordinates(*rgb.shape[:2])
   common = dict(depth=3, width=64, skip_layer=3, position_degrees=(0, 0), use_viewdirs=False)
-  relu = fit_image(fields.NeRFMLP(**common), points, target, steps=200, lr=1e-3)
-  siren = fit_image(fields.NeRFMLP(**common, siren_trunk=True), points, target, steps=200, lr=1e-3)
+  relu = fit_image(mlp_field.NeRFMLP(**common), points, target, steps=200, lr=1e-3)
+  siren = fit_image(mlp_field.NeRFMLP(**common, siren_trunk=True), points, target, steps=200, lr=1e-3)
   print(f"PSNR after 200 steps: SIREN {siren:.2f} dB, ReLU {relu:.2f} dB")
   assert siren > relu + 5.0, (siren, relu)
   assert siren > 25.0, siren
@@ -98,17 +98,17 @@ def test_siren_fits_an_image_from_raw_coordinates_better_than_relu():
 def test_siren_switches_are_config_fields():
   config = config_lib.base_config()
   config.model.mlp.activation, config.model.mlp.color_activation, config.model.mlp.siren_w0 = "siren", "relu", 20.0
-  field = model.FIELDS["mlp"](config)
+  field = fields.FIELDS["mlp"].build(config, config.data.scene_box)
   assert field.siren_trunk and not field.siren_color and field.siren_w0 == 20.0
   config.model.mlp.color_activation = "sine"
   with pytest.raises(ConfigError, match=r"config.model.mlp.color_activation: expected 'relu' or 'siren'"):
-    model.FIELDS["mlp"](config)
+    fields.FIELDS["mlp"].build(config, config.data.scene_box)
 
 
 def test_siren_colour_branch_uses_sines_with_siren_init():
   """With the colour branch alone in SIREN mode, its hidden layer is sin(w0 (...)) with kernels and bias uniform in
   +-sqrt(6/n)/w0 for the layer's whole fan-in n (bottleneck and view encoding together); the trunk stays ReLU."""
-  mlp = fields.NeRFMLP(depth=2, width=32, skip_layer=2, view_width=16, siren_color=True, siren_w0=30.0)
+  mlp = mlp_field.NeRFMLP(depth=2, width=32, skip_layer=2, view_width=16, siren_color=True, siren_w0=30.0)
   points = jnp.ones((2, 4, 3))
   viewdirs = jnp.asarray([[0.0, 0.0, 1.0], [0.6, 0.8, 0.0]])
   params = mlp.init(jax.random.key(0), points, viewdirs)["params"]

@@ -52,3 +52,36 @@ def contract_gaussians(means, covs):
   more than the others), so a covariance's diagonal alone does not give the contracted one's diagonal."""
   jacobian = contract_jacobian(means)
   return contract(means), jacobian @ covs @ jnp.swapaxes(jacobian, -1, -2)
+
+
+def unit_coordinates(points, scene_box, contracted):
+  """Points mapped to the unit cube where hash grids (and occupancy grids) live, and whether they lie inside it.
+
+  Without contraction the scene box maps to the cube and points outside the box fall outside it (their fields are
+  empty there); with contraction, contract(points) in the ball of radius 2 maps from [-2, 2]^3 and every point is
+  inside.
+
+  Args:
+    points: [..., 3].
+    scene_box: (min_x, min_y, min_z, max_x, max_y, max_z), used without contraction.
+    contracted: apply mip-NeRF 360's scene contraction (`contract`) instead of the scene box.
+
+  Returns:
+    [..., 3] coordinates (outside [0, 1] for points outside the box) and [...] bool.
+  """
+  if contracted:
+    radius = CONTRACTED_RADIUS
+    return (contract(points) + radius) / (2.0 * radius), jnp.ones(points.shape[:-1], bool)
+  lo, hi = jnp.asarray(scene_box[:3], points.dtype), jnp.asarray(scene_box[3:], points.dtype)
+  x = (points - lo) / (hi - lo)
+  return x, jnp.all((x >= 0.0) & (x <= 1.0), axis=-1)
+
+
+def points_at_unit_coordinates(x, scene_box, contracted):
+  """The inverse of `unit_coordinates`: [..., 3] coordinates in the unit cube -> [..., 3] points (with contraction,
+  coordinates outside the inscribed ball of radius 1/2 around the cube's centre map to infinity)."""
+  if contracted:
+    radius = CONTRACTED_RADIUS
+    return inverse_contract(x * (2.0 * radius) - radius)
+  lo, hi = jnp.asarray(scene_box[:3], x.dtype), jnp.asarray(scene_box[3:], x.dtype)
+  return lo + x * (hi - lo)

@@ -7,9 +7,35 @@ A cell is occupied when it absorbs a little of the light crossing it, or its den
 fields only at samples in occupied cells: those samples are compacted into a fixed budget (static shapes), in as
 many passes as they need (`evaluate_occupied`); the other samples get zero density, which changes a render only by
 the light that cells below the threshold would absorb.
+
+This module owns the grid's life: its creation (`empty_grid`), its refresh while training (`refresh_from_field`,
+`first_sweep_steps`), a whole grid at once for checkpoints that lack one (`full_grid`), the query (`occupied_cells`,
+`lookup`) and the evaluation of a level's field at occupied samples only (`Skip`, `evaluate_level`). A grid covers
+the unit cube of contraction.unit_coordinates: the scene box, or contracted space.
 """
+from typing import Any, Callable, NamedTuple, Tuple
+
 import jax
 import jax.numpy as jnp
+
+from jaxnerf.core import contraction
+
+
+def _same(tree):
+  return tree
+
+
+def empty_grid(resolution):
+  """[R, R, R] float32 zeros: a grid before its first refresh."""
+  return jnp.zeros((resolution,) * 3, jnp.float32)
+
+
+def first_sweep_steps(grid_config):
+  """Training steps until every cell of the grid has been refreshed once (config.occupancy: resolution,
+  cells_per_update, update_every); training skips empty space from then on."""
+  g = grid_config
+  return -(-g.resolution**3 // g.cells_per_update) * g.update_every
+
 
 
 def cell_points(cells, resolution, key=None):
@@ -61,7 +87,7 @@ def occupied(grid, cell_size, opacity):
 
   Args:
     grid: [R, R, R] densities.
-    cell_size: the length of a cell in the scene's units, a scalar or [R, R, R] (fields.grid_cell_size).
+    cell_size: the length of a cell in the scene's units, a scalar or [R, R, R] (grid_cell_size).
     opacity: in (0, 1).
   """
   dense = grid > jnp.minimum(-jnp.log1p(-opacity) / cell_size, jnp.mean(grid))
@@ -73,7 +99,7 @@ def lookup(occupied_cells, unit, inside, outside):
 
   Args:
     occupied_cells: [R, R, R] bool over the unit cube.
-    unit: [..., 3] the points' unit-cube coordinates (fields.unit_coordinates).
+    unit: [..., 3] the points' unit-cube coordinates (contraction.unit_coordinates).
     inside: [...] bool, whether they lie in the cube.
     outside: the answer for points outside it (False for fields that are empty there).
 
@@ -85,7 +111,132 @@ def lookup(occupied_cells, unit, inside, outside):
   return jnp.where(inside, occupied_cells[ijk[..., 0], ijk[..., 1], ijk[..., 2]], outside)
 
 
-def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_density, spread=lambda tree: tree):
+def refresh_from_field(density_at, grid, key, update, grid_config, scene_box, contract, spread=_same, decay=None):
+  """`refresh` of the grid from a field: density_at maps points [n, 3] in the scene to densities [n].
+
+  Args:
+    grid_config: config.occupancy (cells_per_update, decay).
+    scene_box, contract: the space the grid covers (contraction.unit_coordinates).
+    spread: applied to the cells' unit coordinates [n, 3] before the field sees them (the run splits them over
+      its devices, as a batch is split).
+    decay: instead of grid_config.decay.
+  """
+  def density(unit):
+    return density_at(contraction.points_at_unit_coordinates(spread(unit), scene_box, contract))
+
+  return refresh(grid, density, key, update, grid_config.cells_per_update,
+                 grid_config.decay if decay is None else decay)
+
+
+def full_grid(density_at, grid_config, scene_box, contract, key, spread=_same, samples_per_cell=16):
+  """A whole grid at once: every cell's largest density at `samples_per_cell` random points inside it (for
+  checkpoints written before the grid was part of the training state; one point per cell misses the thin
+  structures that the moving average of training catches over many refreshes). Jitted; density_at as in
+  refresh_from_field, a jax.tree_util.Partial when it holds parameters."""
+  updates = -(-grid_config.resolution**3 // grid_config.cells_per_update) * samples_per_cell
+
+  @jax.jit
+  def fill(density_at, key):
+    return jax.lax.fori_loop(
+        0, updates, lambda i, g: refresh_from_field(density_at, g, jax.random.fold_in(key, i), i, grid_config,
+                                                    scene_box, contract, spread, decay=1.0),
+        empty_grid(grid_config.resolution))
+
+  return fill(density_at, key)
+
+
+def grid_cell_size(scene_box, contract, resolution):
+  """The length in the scene of the cells of a resolution^3 grid over the unit cube: the cell side, or with
+  contraction [R, R, R] per cell, the scene length of the cell's contracted side along the radius through its
+  centre (the direction of rays from the cameras, near the centre): the side inside radius 1, growing as the
+  square of the scene radius beyond it, infinite for the cube's corner cells beyond radius 2, which no point
+  reaches."""
+  if not contract:
+    return min(scene_box[i + 3] - scene_box[i] for i in range(3)) / resolution
+  radius = contraction.CONTRACTED_RADIUS
+  side = 2.0 * radius / resolution
+  centres = (jnp.arange(resolution) + 0.5) * side - radius
+  s = jnp.sqrt(centres[:, None, None] ** 2 + centres[None, :, None] ** 2 + centres[None, None, :] ** 2)
+  # Contracted radius s = 2 - 1/r: dr/ds = 1 / (2 - s)^2 = r^2.
+  stretch = jnp.where(s <= 1.0, 1.0, 1.0 / jnp.maximum(2.0 - s, 0.0) ** 2)
+  return side * stretch
+
+
+def occupied_cells(grid, grid_config, scene_box, contract):
+  """[R, R, R] bool: the occupied cells of a grid of densities (`occupied` with the cell size of its space and
+  grid_config.threshold)."""
+  cell = grid_cell_size(scene_box, contract, grid.shape[0])
+  return occupied(grid, cell, grid_config.threshold)
+
+
+class Skip(NamedTuple):
+  """How a render skips empty space: which cells are occupied, the space they cover, and the budget of compacted
+  samples per field call.
+
+  cells: [R, R, R] bool occupied cells.
+  scene_box, contract: the space the grid covers (contraction.unit_coordinates).
+  budgets: samples per field call as a fraction of a level's samples, per level coarse to fine (the last entry for
+    the rest).
+  one_call: one differentiable call per level (training, `evaluate_in_one_call`) instead of as many calls as the
+    occupied samples need (renders, `evaluate_occupied`).
+  spread: applied to each call's compacted (points, viewdirs); the run splits them over its devices, which would
+    otherwise each make the whole call.
+  devices: budgets are rounded up to a multiple of this (the devices the samples are split over).
+  """
+  cells: Any
+  scene_box: Tuple[float, ...]
+  contract: bool
+  budgets: Tuple[float, ...]
+  one_call: bool = False
+  spread: Callable = _same
+  devices: int = 1
+
+
+def evaluate_level(field_fn, points, positions, viewdirs, skip, level, empty_outside_box, empty_raw_density):
+  """One level's field evaluated at the samples in occupied cells only.
+
+  Args:
+    field_fn: as in evaluate_occupied.
+    points: what the field takes, [n, s, 3] (or a pytree of [n, s, ...] arrays, e.g. cones.Gaussians).
+    positions: [n, s, 3] the samples' positions (the Gaussians' means).
+    viewdirs: [n, 3].
+    skip: Skip.
+    level: the level's index, coarse to fine (its entry of skip.budgets).
+    empty_outside_box: the field is empty outside the scene box, so samples there need no evaluation; other
+      fields are evaluated there.
+    empty_raw_density: raw density of the samples not evaluated (zero density after the activation).
+
+  Returns:
+    rgb [n, s, 3] or None, raw density [n, s], the calls made ([] int, renders) and whether the budget overflowed
+    ([] bool, training); the one of the last two that does not apply is None.
+  """
+  unit, inside = contraction.unit_coordinates(positions, skip.scene_box, skip.contract)
+  mask = lookup(skip.cells, unit, inside, outside=not empty_outside_box)
+  fraction = skip.budgets[min(level, len(skip.budgets) - 1)]
+  budget = max(1, -(-int(fraction * mask.size) // skip.devices)) * skip.devices
+  if skip.one_call:
+    rgb, raw, overflow = evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_density,
+                                              skip.spread)
+    return rgb, raw, None, overflow
+  rgb, raw, calls = evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_density, skip.spread)
+  return rgb, raw, calls, None
+
+
+def _call_on_selected(field_fn, flat_points, viewdirs, chosen, budget, num_samples, spread):
+  """field_fn at the first `budget` samples where chosen [n * s] holds (flat_points: [n * s, 1, ...] arrays):
+  their flat indices [budget] (n * s where there are fewer), rgb [budget, 3] or None, raw density [budget]."""
+  total = chosen.shape[0]
+  (index,) = jnp.nonzero(chosen, size=budget, fill_value=total)
+  safe = jnp.minimum(index, total - 1)
+  rgb, raw = field_fn(*spread((jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // num_samples])))
+  return index, (None if rgb is None else rgb[:, 0]), raw[:, 0]
+
+
+def _flat(points, n, s):
+  return jax.tree.map(lambda a: a.reshape(n * s, 1, *a.shape[2:]), points)
+
+
+def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_density, spread=_same):
   """A field evaluated only where `mask` holds, `budget` samples per call.
 
   Args:
@@ -96,14 +247,13 @@ def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_densit
     mask: [n, s] bool, the samples to evaluate.
     budget: samples per call of field_fn (static).
     empty_raw_density: raw density given to the other samples (zero density after the activation).
-    spread: applied to each call's compacted (points, viewdirs); the renderer splits them over the devices, which
-      would otherwise each make the whole call.
+    spread: applied to each call's compacted (points, viewdirs) (Skip.spread).
 
   Returns:
     rgb [n, s, 3] (zero where not evaluated) or None, raw density [n, s], and the number of calls made.
   """
   n, s = mask.shape
-  flat_points = jax.tree.map(lambda a: a.reshape(n * s, 1, *a.shape[2:]), points)
+  flat_points = _flat(points, n, s)
   flat_mask = mask.reshape(-1)
   rank = jnp.cumsum(flat_mask.astype(jnp.int32)) - 1  # position of each selected sample among the selected
   count = rank[-1] + 1
@@ -112,12 +262,10 @@ def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_densit
   def one_call(carry):
     calls, rgb, raw = carry
     chosen = flat_mask & (rank >= calls * budget) & (rank < (calls + 1) * budget)
-    (index,) = jnp.nonzero(chosen, size=budget, fill_value=n * s)
-    safe = jnp.minimum(index, n * s - 1)
-    call_rgb, call_raw = field_fn(*spread((jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // s])))
-    raw = raw.at[index].set(call_raw[:, 0], mode="drop")
+    index, call_rgb, call_raw = _call_on_selected(field_fn, flat_points, viewdirs, chosen, budget, s, spread)
+    raw = raw.at[index].set(call_raw, mode="drop")
     if has_color:
-      rgb = rgb.at[index].set(call_rgb[:, 0], mode="drop")
+      rgb = rgb.at[index].set(call_rgb, mode="drop")
     return calls + 1, rgb, raw
 
   rgb = jnp.zeros((n * s, 3), jnp.float32) if has_color else jnp.zeros((0,), jnp.float32)
@@ -127,7 +275,7 @@ def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_densit
   return (rgb.reshape(n, s, 3) if has_color else None), raw.reshape(n, s), calls
 
 
-def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_density, spread=lambda tree: tree):
+def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_density, spread=_same):
   """The same values as evaluate_occupied, in one differentiable call of the field: on the compacted samples
   where `mask` holds when they fit `budget`, otherwise on all samples (then masked).
 
@@ -142,13 +290,11 @@ def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_den
   fits = jnp.sum(flat_mask.astype(jnp.int32)) <= budget
 
   def compacted(_):
-    flat_points = jax.tree.map(lambda a: a.reshape(n * s, 1, *a.shape[2:]), points)
-    (index,) = jnp.nonzero(flat_mask, size=budget, fill_value=n * s)
-    safe = jnp.minimum(index, n * s - 1)
-    call_rgb, call_raw = field_fn(*spread((jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // s])))
-    raw = jnp.full((n * s,), empty_raw_density, call_raw.dtype).at[index].set(call_raw[:, 0], mode="drop")
+    index, call_rgb, call_raw = _call_on_selected(field_fn, _flat(points, n, s), viewdirs, flat_mask, budget, s,
+                                                  spread)
+    raw = jnp.full((n * s,), empty_raw_density, call_raw.dtype).at[index].set(call_raw, mode="drop")
     rgb = None if call_rgb is None else jnp.zeros((n * s, 3), call_rgb.dtype).at[index].set(
-        call_rgb[:, 0], mode="drop").reshape(n, s, 3)
+        call_rgb, mode="drop").reshape(n, s, 3)
     return rgb, raw.reshape(n, s)
 
   def everything(_):

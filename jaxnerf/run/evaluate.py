@@ -73,7 +73,7 @@ def evaluate(config, workdir, step=None):
     lpips_lib.check_image_size(config.eval.lpips_net, *views.images[0].shape[:2])
     lpips_of = lpips_lib.make_lpips(config.eval.lpips_net)
   model, state = restore_trained(config, workdir, step)
-  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
   variables = render.render_variables(state, config)
 
   eval_dir = os.path.join("eval", f"step_{step}") if step is not None else "eval"

@@ -368,7 +368,7 @@ def export(config, workdir, what, output=None, file_format="", resolution=256, t
       write_mesh(output, file_format, vertices, faces, colors[kept])
     return dict(result, vertices=len(vertices), faces=len(faces))
 
-  render_chunk = render.make_render_chunk(model, views.near, views.far)
+  render_chunk = render.make_render_chunk(model, views.near, views.far, config)
   sample = UniformSample(num_points)
   for i in tqdm.trange(len(views), unit="view", desc="rendering training views", dynamic_ncols=True,
                        disable=not lead):

@@ -8,7 +8,6 @@ import functools
 import jax
 import numpy as np
 
-from jaxnerf.nerf import fields
 from jaxnerf.nerf import occupancy
 from jaxnerf.core import rays as rays_lib
 from jaxnerf.runtime import sharding
@@ -25,18 +24,27 @@ def render_variables(state, config):
 
 def occupied_cells(density_grid, config):
   """[R, R, R] bool: the occupied cells of an occupancy grid of the model of `config`."""
-  cell = fields.grid_cell_size(config.data.scene_box, config.model.contraction, density_grid.shape[0])
-  return occupancy.occupied(density_grid, cell, config.occupancy.threshold)
+  return occupancy.occupied_cells(density_grid, config.occupancy, config.data.scene_box, config.model.contraction)
 
 
-def make_render_chunk(model, near, far):
+def skipping(cells, config, training):
+  """The occupancy.Skip of a render (training: one differentiable call per level) over occupied `cells`, with
+  the compacted samples split over sharding.data_mesh()."""
+  g = config.occupancy
+  budgets = tuple(g.train_skip_budgets) if training else (g.skip_budget,)
+  return occupancy.Skip(cells, tuple(config.data.scene_box), config.model.contraction, budgets, one_call=training,
+                        spread=sharding.spread_over(sharding.data_mesh(), always=True), devices=jax.device_count())
+
+
+def make_render_chunk(model, near, far, config=None):
   """A jitted function (variables, rays) -> dict of rgb [n, 3], depth, disparity and acc [n] from the finest
-  level, rendered deterministically (no jitter, no noise). Rays are split over sharding.data_mesh() (n a
+  level, rendered deterministically (no jitter, no noise); `config` (the run's) is needed only with an occupancy
+  grid in the variables. Rays are split over sharding.data_mesh() (n a
   multiple of its size), variables replicated; the outputs are replicated, i.e. gathered to every device.
 
   With an occupancy grid in the variables (render_variables), the fields are evaluated only in occupied cells and
   the dict also has `field_calls` [], the calls of the fields on compacted samples (more than one per level when a
-  level's occupied samples overflow Renderer.skip_budget)."""
+  level's occupied samples overflow config.occupancy.skip_budget)."""
   mesh = sharding.data_mesh()
 
   @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh)),
@@ -44,7 +52,8 @@ def make_render_chunk(model, near, far):
   def render_chunk(variables, rays):
     variables = dict(variables)
     occupied = variables.pop("occupied", None)
-    levels = model.apply(variables, rays, near, far, jax.random.key(0), randomized=False, occupied=occupied)
+    skip = None if occupied is None else skipping(occupied, config, training=False)
+    levels = model.apply(variables, rays, near, far, jax.random.key(0), randomized=False, skip=skip)
     finest = levels[-1].out
     out = {"rgb": finest.rgb, "depth": finest.depth, "disparity": finest.disparity, "acc": finest.acc}
     if occupied is not None:

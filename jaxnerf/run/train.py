@@ -25,7 +25,6 @@ from tensorboardX import SummaryWriter
 
 from jaxnerf.run import checkpoints
 from jaxnerf import config as config_lib
-from jaxnerf.nerf import fields
 from jaxnerf.runtime import interrupts
 from jaxnerf.nerf import losses as losses_lib
 from jaxnerf.metrics import quality as metrics_lib
@@ -101,7 +100,7 @@ def create_train_state(config, model, optimizer):
     zero = jnp.zeros((), jnp.int32)
     return TrainState(step=zero, params=params, opt_state=optimizer.init(params),
                       key=jax.random.key_data(jax.random.fold_in(key, 1)), nonfinite_streak=zero,
-                      nonfinite_total=zero, density_grid=jnp.zeros((config.occupancy.resolution,) * 3, jnp.float32))
+                      nonfinite_total=zero, density_grid=occupancy.empty_grid(config.occupancy.resolution))
 
   return create()
 
@@ -120,11 +119,9 @@ def make_train_step(model, optimizer, config):
   """
   near, far = config.data.near, config.data.far
   grid = config.occupancy
+  mesh = sharding.data_mesh()
 
-  # Training skips empty space once every cell of the grid has been refreshed.
-  skip_from_step = -(-grid.resolution**3 // grid.cells_per_update) * grid.update_every
-
-  def loss_fn(params, batch, key, occupied):
+  def loss_fn(params, batch, key, skip):
     background, target = None, batch["rgb"]
     if config.train.random_background and "alpha" in batch:
       # Transparent pixels show a random colour per ray, so the field cannot explain the background with
@@ -133,22 +130,21 @@ def make_train_step(model, optimizer, config):
       background = jax.random.uniform(background_key, target.shape)
       target = target + (1.0 - batch["alpha"][:, None]) * (background - jnp.asarray(model.background))
     levels = model.apply({"params": params}, batch["rays"], near, far, key, randomized=True,
-                         background=background, occupied=occupied, differentiable=True)
+                         background=background, skip=skip)
     loss, terms = losses_lib.total_loss(levels, target, config.loss, near, far)
-    if occupied is not None:
+    if skip is not None:
       terms["skip_overflow"] = sum(level.overflow.astype(jnp.int32) for level in levels)
     return loss, terms
-
-  mesh = sharding.data_mesh()
 
   @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh),
                                             sharding.replicated(mesh)),
                      out_shardings=sharding.replicated(mesh))
   def train_step(state, batch, key):
-    occupied = None
-    if grid.skip_in_training:
-      occupied = render.occupied_cells(state.density_grid, config) | (state.step < skip_from_step)
-    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key, occupied)
+    skip = None
+    if grid.skip_in_training:  # once every cell of the grid has been refreshed
+      cells = render.occupied_cells(state.density_grid, config) | (state.step < occupancy.first_sweep_steps(grid))
+      skip = render.skipping(cells, config, training=True)
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, key, skip)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.tree.norm(grads)
@@ -160,8 +156,9 @@ def make_train_step(model, optimizer, config):
     if grid.skip_empty or grid.skip_in_training:  # the grid is read only by what skips empty space
       density_grid = jax.lax.cond(
           state.step % grid.update_every == 0,
-          lambda g: refresh_grid(model, config, params, g, jax.random.fold_in(key, 1 << 20),
-                                 state.step // grid.update_every, grid.decay),
+          lambda g: occupancy.refresh_from_field(
+              grid_density(model, params), g, jax.random.fold_in(key, 1 << 20), state.step // grid.update_every,
+              grid, config.data.scene_box, config.model.contraction, sharding.spread_over(mesh)),
           lambda g: g, density_grid)
     new_state = state.replace(
         step=state.step + 1, params=params, opt_state=keep_if_finite(opt_state, state.opt_state),
@@ -175,42 +172,18 @@ def make_train_step(model, optimizer, config):
   return train_step
 
 
-def refresh_grid(model, config, params, grid, key, update, decay):
-  """occupancy.refresh of the [R, R, R] grid from the finest field of `model` with `params`; the cells' points
-  are split over sharding.data_mesh() like a batch (when their number divides evenly), so that every device
-  evaluates its share."""
-  mesh = sharding.data_mesh()
-
-  def density(unit):
-    if unit.shape[0] % mesh.size == 0:
-      unit = jax.lax.with_sharding_constraint(unit, sharding.split(mesh))
-    points = fields.points_at_unit_coordinates(unit, config.data.scene_box, config.model.contraction)
-    return model.apply({"params": params}, points, method=model.field_at)[1]
-
-  return occupancy.refresh(grid, density, key, update, config.occupancy.cells_per_update, decay)
-
-
-def full_grid(model, config, params, key, samples_per_cell=16):
-  """A whole occupancy grid from the field at once: every cell's largest density at `samples_per_cell` random
-  points inside it (for checkpoints written before the grid was part of the training state; one point per cell
-  misses the thin structures that the moving average of training catches over many refreshes)."""
-  resolution = config.occupancy.resolution
-  updates = -(-resolution**3 // config.occupancy.cells_per_update) * samples_per_cell
-
-  @jax.jit
-  def fill(params, key):
-    return jax.lax.fori_loop(
-        0, updates, lambda i, g: refresh_grid(model, config, params, g, jax.random.fold_in(key, i), i, 1.0),
-        jnp.zeros((resolution,) * 3, jnp.float32))
-
-  return fill(params, key)
+def grid_density(model, params):
+  """The finest field's density at points [n, 3] -> [n], with `params` as an argument of compiled calls."""
+  return jax.tree_util.Partial(lambda params, points: model.apply({"params": params}, points,
+                                                                  method=model.field_at)[1], params)
 
 
 def with_occupancy_grid(model, config, state):
   """`state`, with an occupancy grid computed from its field if renders skip empty space and the grid was never
   refreshed (a checkpoint written before the grid was part of the training state)."""
   if config.occupancy.skip_empty and int(state.step) > 0 and not np.any(np.asarray(state.density_grid)):
-    grid = full_grid(model, config, state.params, jax.random.key(0))
+    grid = occupancy.full_grid(grid_density(model, state.params), config.occupancy, config.data.scene_box,
+                               config.model.contraction, jax.random.key(0), sharding.spread_over(sharding.data_mesh()))
     return state.replace(density_grid=jax.device_put(grid, state.density_grid.sharding))
   return state
 
@@ -350,7 +323,7 @@ def train_and_evaluate(config, workdir):
 
     start = int(state.step)
     train_step = make_train_step(model, optimizer, config)
-    render_chunk = render.make_render_chunk(model, config.data.near, config.data.far)
+    render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
     # Each process draws its own block of every global batch, from its own random stream.
     batcher = batching.RayBatcher(train_views, sharding.local_batch_size(config.train.batch_size),
                                   config.train.batching, config.train.precrop_steps, config.train.precrop_fraction,

@@ -78,7 +78,7 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
   path, poses, views = path_poses(path, config, num_frames)
   config = loaders.with_scene_bounds(config, views)  # NDC scenes fix the hash fields' and grid's box
   model, state = eval_lib.restore_trained(config, workdir, step)
-  render_chunk = render.make_render_chunk(model, views.near, views.far)
+  render_chunk = render.make_render_chunk(model, views.near, views.far, config)
   variables = render.render_variables(state, config)
 
   video_dir = os.path.join(workdir, "videos")

@@ -46,3 +46,14 @@ def from_same_on_all(mesh, tree):
   of the device count)."""
   sharding = split(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_callback(x.shape, sharding, lambda index: x[index]), tree)
+
+
+def spread_over(mesh, always=False):
+  """A function that splits a pytree's leading axis over the mesh inside a jitted function, as a batch is split
+  (without it every device would compute on all of it); arrays whose length the mesh does not divide are left
+  as they are unless `always` (then their length must divide)."""
+  def spread(tree):
+    return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, split(mesh))
+                        if always or a.shape[0] % mesh.size == 0 else a, tree)
+
+  return spread

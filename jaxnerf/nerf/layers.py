@@ -1,0 +1,135 @@
+"""Layers that fields are built of: dense layers whose matmuls may run in bfloat16, SIREN's initialiser, density
+activations, and the reshapes that keep XLA's CPU matmuls fast.
+
+`compute_dtype` bfloat16 rounds the MLPs' matmul inputs to bfloat16 (float32 accumulation); parameters, encodings
+and outputs stay float32.
+"""
+import functools
+from typing import Callable
+
+import flax.linen as nn
+import jax
+from jax.experimental import layout
+import jax.numpy as jnp
+
+from jaxnerf.errors import ConfigError
+
+Initializer = Callable[..., jnp.ndarray]
+
+
+@jax.custom_jvp
+def trunc_exp(x):
+  """exp(x) whose gradient is taken at min(x, 15): density that grows fast without exploding gradients."""
+  return jnp.exp(x)
+
+
+@trunc_exp.defjvp
+def _trunc_exp_jvp(primals, tangents):
+  (x,), (dx,) = primals, tangents
+  return jnp.exp(x), dx * jnp.exp(jnp.minimum(x, 15.0))
+
+
+DENSITY_ACTIVATIONS = {"relu": nn.relu, "softplus": nn.softplus, "trunc_exp": trunc_exp}
+
+
+def siren_init(w0, first_layer, fan_in):
+  """SIREN's initialiser (Sitzmann et al. 2020) of the kernel and bias of a layer sin(w0 (x W + b)) with `fan_in`
+  inputs n: uniform in (-1/n, 1/n) for the first layer (the one that sees the coordinates), else uniform in
+  (-sqrt(6/n)/w0, sqrt(6/n)/w0), which keeps the pre-activations w0 (x W + b) of a sine network about standard
+  normal at every depth. Biases are drawn alike (SIREN's reference code keeps PyTorch's default U(+-1/sqrt(n)) for
+  them, which adds about w0^2 / (3 n) to the pre-activations' variance)."""
+  bound = 1.0 / fan_in if first_layer else (6.0 / fan_in) ** 0.5 / w0
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _rounded_matmul(x, w, dtype):
+  return jnp.dot(x.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def row_major_transpose(a):
+  """a.T of a matrix; on CPU pinned to a row-major layout. XLA's CPU backend runs a bfloat16 matmul fast (as a
+  YNNPACK kernel) only if both operands are row-major and contracted over the left one's last axis and the right
+  one's first; left to itself it folds a transpose into the matmul's dimension numbers instead, and then runs the
+  input gradient's matmul at under half that speed and converts the weight gradient's to float32."""
+  if jax.default_backend() != "cpu":
+    return a.T
+  return layout.with_layout_constraint(a.T, layout.Layout(major_to_minor=(0, 1)))
+
+
+def _rounded_matmul_fwd(x, w, dtype):
+  x, w = x.astype(dtype), w.astype(dtype)
+  # Kept instead of x: the weight gradient's left operand, transposed once here.
+  return jnp.dot(x, w, preferred_element_type=jnp.float32), (row_major_transpose(x), w)
+
+
+def _rounded_matmul_bwd(dtype, residuals, g):
+  # The backward matmuls round the cotangent too, so all three run in `dtype`; the gradients come back in
+  # float32, not rounded to `dtype` as the transpose of a cast would leave them.
+  x_t, w = residuals
+  g = g.astype(dtype)
+  return (jnp.dot(g, row_major_transpose(w), preferred_element_type=jnp.float32),
+          jnp.dot(x_t, g, preferred_element_type=jnp.float32))
+
+
+_rounded_matmul.defvjp(_rounded_matmul_fwd, _rounded_matmul_bwd)
+
+
+def matmul_in(compute_dtype):
+  """A dot_general for flax.linen.Dense whose [rows, k] x [k, n] matmuls take float32 arrays, round them (and, in
+  the backward pass, the output's cotangent) to `compute_dtype` and accumulate in float32; None (flax's own
+  float32 matmul) for float32."""
+  dtype = jnp.dtype(compute_dtype)
+  if dtype == jnp.float32:
+    return None
+
+  def dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
+    del precision, preferred_element_type
+    if lhs.ndim != 2 or dimension_numbers != (((1,), (0,)), ((), ())):
+      raise ValueError(f"matmul_in: expected a [rows, k] x [k, n] matmul, got shapes {lhs.shape}, {rhs.shape}")
+    return _rounded_matmul(lhs, rhs, dtype)
+
+  return dot_general
+
+
+def dense_maker(kernel_init, compute_dtype):
+  """nn.Dense(features, use_bias, kernel_init, bias_init) with the field's defaults and matmul precision."""
+  dot_general = matmul_in(compute_dtype)
+  return lambda features, use_bias=True, kernel_init=kernel_init, bias_init=nn.initializers.zeros_init(): nn.Dense(
+      features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init, dot_general=dot_general)
+
+
+def rows(x):
+  """[..., d] -> [rows, d]: XLA's CPU backend computes weight gradients of higher-rank dot products about 1.5x
+  slower than of 2-D ones."""
+  return x.reshape(-1, x.shape[-1])
+
+
+def add_per_ray(per_sample, per_ray):
+  """[rays * samples, c] + [rays, c] broadcast over each ray's samples (rows ray-major)."""
+  num_samples = per_sample.shape[0] // per_ray.shape[0]
+  return (per_sample.reshape(per_ray.shape[0], num_samples, -1) + per_ray[:, None, :]).reshape(per_sample.shape)
+
+
+# Raw density outside the scene box: zero density under every activation (trunc_exp(-1e4) = 0 in float32).
+EMPTY_RAW_DENSITY = -1e4
+
+
+
+
+def density_activation(name, field_name):
+  """The activation DENSITY_ACTIVATIONS[name]; ConfigError naming config.<field_name> for an unknown name."""
+  if name not in DENSITY_ACTIVATIONS:
+    raise ConfigError(f"config.{field_name}: expected one of {tuple(DENSITY_ACTIVATIONS)}, got {name!r}")
+  return DENSITY_ACTIVATIONS[name]
+
+
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype(config):
+  """The fields' matmul input dtype, config.model.compute_dtype."""
+  name = config.model.compute_dtype
+  if name not in COMPUTE_DTYPES:
+    raise ConfigError(f"config.model.compute_dtype: expected one of {COMPUTE_DTYPES}, got {name!r}")
+  return jnp.dtype(name)

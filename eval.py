@@ -12,7 +12,7 @@ from absl import flags
 
 from jaxnerf.run import cli
 from jaxnerf.run import evaluate as eval_lib
-from jaxnerf.run import train as train_lib
+from jaxnerf.run import workdir
 
 FLAGS = flags.FLAGS
 cli.define_flags()
@@ -26,7 +26,7 @@ def main(argv):
   cli.quiet_library_logs()
   cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(eval_lib.evaluate, FLAGS.config, cli.workdir(FLAGS), FLAGS.step)
-  if train_lib.is_lead_process():
+  if workdir.is_lead_process():
     lpips_text = f", mean LPIPS ({result['lpips_net']}) {result['lpips']:.4f}" if "lpips" in result else ""
     print(f"step {result['step']}: mean PSNR {result['psnr']:.2f} dB, mean SSIM {result['ssim']:.4f}{lpips_text} "
           f"over {len(result['per_image'])} {result['split']} views")

@@ -17,7 +17,8 @@ from absl import flags
 
 from jaxnerf.run import cli
 from jaxnerf.run import export as export_lib
-from jaxnerf.run import train as train_lib
+from jaxnerf.run import geometry_cleanup
+from jaxnerf.run import workdir
 
 FLAGS = flags.FLAGS
 cli.define_flags()
@@ -32,6 +33,12 @@ flags.DEFINE_integer("num_points", 1_000_000, "Point cloud: a uniform random sam
 flags.DEFINE_integer("stride", 1, "Point cloud: render every stride-th training view.")
 flags.DEFINE_integer("factor", 1, "Point cloud: render at 1/factor of the training image size.")
 flags.DEFINE_integer("step", None, "Export the checkpoint of this step (default: the latest).")
+flags.DEFINE_bool("cull", True, "Mesh: keep only what some training camera sees as surface (no floaters where no "
+                  "camera looks, or where the cameras see empty space).")
+flags.DEFINE_integer("cull_stride", 4, "Mesh culling: use every cull_stride-th training view.")
+flags.DEFINE_integer("cull_size", 128, "Mesh culling: render those views with their long side near this many pixels.")
+flags.DEFINE_integer("components", 0, "Mesh: keep only this many largest connected pieces (0: all).")
+flags.DEFINE_bool("in_box", True, "Point cloud: keep only points inside the scene box of a bounded field.")
 
 
 def main(argv):
@@ -41,8 +48,9 @@ def main(argv):
   cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(
       export_lib.export, FLAGS.config, cli.workdir(FLAGS), FLAGS.what, FLAGS.output, FLAGS.format, FLAGS.resolution,
-      FLAGS.threshold, FLAGS.min_opacity, FLAGS.num_points, FLAGS.stride, FLAGS.factor, FLAGS.step)
-  if train_lib.is_lead_process():
+      FLAGS.threshold, FLAGS.min_opacity, FLAGS.num_points, FLAGS.stride, FLAGS.factor, FLAGS.step,
+      geometry_cleanup.Cleanup(FLAGS.cull, FLAGS.cull_stride, FLAGS.cull_size, FLAGS.components, FLAGS.in_box))
+  if workdir.is_lead_process():
     size = f"{result['vertices']} vertices, {result['faces']} faces" if FLAGS.what == "mesh" else \
         f"{result['points']} points"
     print(f"step {result['step']}: {FLAGS.what} of {size} written to {result['path']}")

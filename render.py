@@ -17,7 +17,7 @@ from absl import app
 from absl import flags
 
 from jaxnerf.run import cli
-from jaxnerf.run import train as train_lib
+from jaxnerf.run import workdir
 from jaxnerf.run import video as video_lib
 
 FLAGS = flags.FLAGS
@@ -40,7 +40,7 @@ def main(argv):
   cli.join_distributed(FLAGS)
   result = cli.run_reporting_user_errors(video_lib.render_video, FLAGS.config, cli.workdir(FLAGS), FLAGS.path,
                                          FLAGS.frames, FLAGS.fps, FLAGS.factor, FLAGS.format, FLAGS.step)
-  if train_lib.is_lead_process():
+  if workdir.is_lead_process():
     print(f"step {result['step']}: {result['frames']} frames of {result['width']}x{result['height']} written "
           f"to {result['rgb']} and {result['depth']}")
 

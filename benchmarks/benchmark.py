@@ -40,6 +40,9 @@ from jaxnerf.core import rays as rays_lib  # noqa: E402
 from jaxnerf.run import rendering as render  # noqa: E402
 from jaxnerf.runtime import sharding  # noqa: E402
 from jaxnerf.run import train as train_lib  # noqa: E402
+from jaxnerf.run import state as state_lib  # noqa: E402
+from jaxnerf.nerf import model as model_lib  # noqa: E402
+from jaxnerf.data import scene as scene_lib  # noqa: E402
 
 
 def blender_bf16():
@@ -120,10 +123,10 @@ def measure(name):
   """The figures of one model, as a dict of strings."""
   config = MODELS[name]()
   config.train.batch_size = FLAGS.rays
-  model = train_lib.build_model(config)
-  optimizer = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(config, model, optimizer)
-  train_step = train_lib.make_train_step(model, optimizer, config)
+  model = model_lib.build_model(config)
+  optimizer = state_lib.make_optimizer(config.train)
+  state = state_lib.create_train_state(config, model, optimizer)
+  train_step = train_lib.make_train_step(model, optimizer, config, scene_lib.of_settings(config.data))
   rng = np.random.default_rng(0)
   mesh = sharding.data_mesh()
   batch = sharding.from_process_batches(
@@ -143,7 +146,7 @@ def measure(name):
   if uses_grid:
     refresh_seconds = timed(lambda: train_step(state, batch, key)[1], FLAGS.steps) - step_seconds
 
-  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
+  render_chunk = render.make_render_chunk(model, scene_lib.of_settings(config.data), config)
   chunk_rays = sharding.from_same_on_all(mesh, random_rays(rng, FLAGS.render_chunk))
   render_rate = FLAGS.render_chunk / timed(lambda: render_chunk({"params": state.params}, chunk_rays), FLAGS.steps)
   num_pixels = FLAGS.frame ** 2

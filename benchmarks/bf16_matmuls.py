@@ -28,6 +28,9 @@ from jaxnerf.run import rendering as render
 from jaxnerf.runtime import sharding
 from jaxnerf.run import train as train_lib
 from jaxnerf.nerf import layers
+from jaxnerf.run import state as state_lib
+from jaxnerf.nerf import model as model_lib
+from jaxnerf.data import scene as scene_lib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchmark  # noqa: E402  (its models, random rays and timing)
@@ -89,12 +92,12 @@ def step_table():
   for name in ("classic", "classic_bf16"):
     config = benchmark.MODELS[name]()
     config.train.batch_size = rays
-    model = train_lib.build_model(config)
-    optimizer = train_lib.make_optimizer(config.train)
-    state = train_lib.create_train_state(config, model, optimizer)
-    step = train_lib.make_train_step(model, optimizer, config)
+    model = model_lib.build_model(config)
+    optimizer = state_lib.make_optimizer(config.train)
+    state = state_lib.create_train_state(config, model, optimizer)
+    step = train_lib.make_train_step(model, optimizer, config, scene_lib.of_settings(config.data))
     state = state.replace(step=jnp.ones_like(state.step))  # no grid refresh, as benchmark.py times it
-    render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
+    render_chunk = render.make_render_chunk(model, scene_lib.of_settings(config.data), config)
     calls[name] = (lambda step=step, state=state: step(state, batch, key)[1],
                    lambda render_chunk=render_chunk, state=state: render_chunk({"params": state.params}, chunk_rays))
     for call in calls[name]:

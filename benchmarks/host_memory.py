@@ -24,6 +24,9 @@ import numpy as np
 from jaxnerf.runtime import host_memory
 from jaxnerf.runtime import sharding
 from jaxnerf.run import train as train_lib
+from jaxnerf.run import state as state_lib
+from jaxnerf.nerf import model as model_lib
+from jaxnerf.data import scene as scene_lib
 
 import benchmark  # (benchmarks/benchmark.py: its --rays and --steps flags, random rays)
 
@@ -36,11 +39,11 @@ FLAGS = flags.FLAGS
 def measure():
   config = benchmark.blender_fast.get_config()
   config.train.batch_size = FLAGS.rays
-  model = train_lib.build_model(config)
-  optimizer = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(config, model, optimizer)
+  model = model_lib.build_model(config)
+  optimizer = state_lib.make_optimizer(config.train)
+  state = state_lib.create_train_state(config, model, optimizer)
   state = state.replace(step=jnp.ones_like(state.step))  # step 0 would refresh the occupancy grid
-  train_step = train_lib.make_train_step(model, optimizer, config)
+  train_step = train_lib.make_train_step(model, optimizer, config, scene_lib.of_settings(config.data))
   rng = np.random.default_rng(0)
   batch = sharding.from_process_batches(
       sharding.data_mesh(),

@@ -23,8 +23,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import blender  # noqa: E402
 from jaxnerf.run import rendering as render  # noqa: E402
 from jaxnerf.core import rays as rays_lib  # noqa: E402
-from jaxnerf.run import train as train_lib  # noqa: E402
 from jaxnerf.data import loaders  # noqa: E402
+from jaxnerf.run import state as state_lib  # noqa: E402
+from jaxnerf.nerf import model as model_lib  # noqa: E402
+from jaxnerf.data import scene as scene_lib  # noqa: E402
 
 
 def peak_rss_gib():
@@ -45,9 +47,9 @@ def main():
   focal = views.focal * args.size / views.width
   rays = rays_lib.image_rays(args.size, args.size, np.float32(focal), views.cam_to_world[0], xnp=np)
 
-  model = train_lib.build_model(config)
-  params = train_lib.init_params(model, jax.random.key(0))
-  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
+  model = model_lib.build_model(config)
+  params = state_lib.init_params(model, jax.random.key(0))
+  render_chunk = render.make_render_chunk(model, scene_lib.of_settings(config.data), config)
   before = peak_rss_gib()
   start = time.perf_counter()
   out = render.render_rays(render_chunk, {"params": params}, rays, args.chunk)

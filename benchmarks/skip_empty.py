@@ -23,10 +23,11 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from jaxnerf.run import cli  # noqa: E402
-from jaxnerf.run import evaluate as eval_lib  # noqa: E402
 from jaxnerf.metrics import quality as metrics_lib  # noqa: E402
 from jaxnerf.run import rendering as render  # noqa: E402
 from jaxnerf.data import loaders  # noqa: E402
+from jaxnerf.run import state as state_lib  # noqa: E402
+from jaxnerf.run import workdir as workdir_lib  # noqa: E402
 
 FLAGS = flags.FLAGS
 cli.define_flags()
@@ -36,10 +37,10 @@ flags.DEFINE_integer("repeats", 3, "timed renders of each view per mode (the med
 
 def measure(config, workdir):
   views = loaders.load_views(config, config.eval.split, stride=config.eval.stride)
-  config = loaders.with_scene_bounds(config, views)
-  model, state = eval_lib.restore_trained(config, workdir)
-  render_chunk = render.make_render_chunk(model, config.data.near, config.data.far, config)
-  occupied = render.occupied_cells(state.density_grid, config)
+  scene = workdir_lib.run_scene(workdir, loaders.scene_of(config, views))
+  model, state = state_lib.restore_trained(config, workdir, scene)
+  render_chunk = render.make_render_chunk(model, scene, config)
+  occupied = render.occupied_cells(state.density_grid, config, scene)
   modes = {"every sample": {"params": state.params}, "occupied cells only": {"params": state.params,
                                                                              "occupied": occupied}}
   results = {name: {"seconds": [], "psnr": [], "ssim": [], "calls": 0, "images": []} for name in modes}

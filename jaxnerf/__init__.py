@@ -1,7 +1,13 @@
 """jaxnerf: Neural Radiance Fields in JAX.
 
-The pipeline, one module per stage: rays -> sampling -> encoding -> model -> compositing -> metrics, with data
-loading (`jaxnerf.data`), rendering (`render`), training (`train_lib`) and evaluation (`eval_lib`) on top.
+The package in layers, each importing only those before it (tests/test_layers.py):
+  core/     pure math: rays and lens models, poses and camera paths, cones, contraction, step functions, compositing
+  nerf/     the differentiable model: encodings, layers, fields, samplers, the occupancy grid, the renderer, losses
+  data/     photos, posed views, ray batches, one module per dataset format, and the scene description
+  metrics/  PSNR, SSIM and LPIPS
+  config.py the one config schema
+  runtime/  process plumbing: Ctrl-C and preemption, multi-process start-up, host memory, device sharding
+  run/      what the scripts call: train state, the train loop, chunked rendering, evaluation, videos, export
 """
 import os
 

@@ -1,7 +1,8 @@
 """The one config schema. Files in configs/ start from `base_config()` and change values, never add fields.
 
 Groups: `data` (what scene and how it is loaded), `model` (sampler and field, with a subgroup for each kind),
-`occupancy` (the grid that lets renders skip empty space), `loss` (weights of the loss terms), `train`
+`occupancy` (the grid that lets renders skip empty space), `views` (learned corrections of the training views'
+poses and colours), `loss` (weights of the loss terms), `train`
 (optimisation, batching, checkpointing, logging), `eval` (test rendering).
 """
 import ml_collections
@@ -11,6 +12,7 @@ from jaxnerf.nerf import fields
 from jaxnerf.nerf import model as model_lib
 from jaxnerf.nerf import sampling
 from jaxnerf.data import batching
+from jaxnerf.metrics import lpips
 from jaxnerf.errors import ConfigError
 
 
@@ -40,14 +42,10 @@ def base_config():
   config.data.transforms.far = -1.0
   # > 0: instead of data.factor, the integer factor that brings the photos' long side nearest this many pixels
   config.data.transforms.long_side = 0
-  # Recorded by the loader into the run's config.json: the normalisation (row-major 4x4, input frame -> scene) and
-  # the held-out frames.
-  config.data.transforms.scene_from_world = ()
-  config.data.transforms.test_frames = ()
 
   config.model = ml_collections.ConfigDict()
   config.model.sampler = "hierarchical"  # "hierarchical" (NeRF), "proposal" (mip-NeRF 360) or "mip" (mip-NeRF)
-  config.model.field = "mlp"  # the field with colour: "mlp" (NeRF) or "hash" (Instant-NGP)
+  config.model.field = "mlp"  # the field with colour, a name in nerf/fields.py: "mlp" (NeRF), "hash" (Instant-NGP)
   config.model.density_noise = 0.0  # std of noise added to raw density while training
   config.model.compute_dtype = "float32"  # "bfloat16": MLP matmuls in bfloat16, float32 accumulation and params
   # Unbounded scenes (mip-NeRF 360): fields see space beyond radius 1 contracted into radius 2 (contraction.py),
@@ -93,6 +91,16 @@ def base_config():
   # samples overflow it evaluates all samples of that level (logged as skip_overflow).
   config.occupancy.skip_in_training = False
   config.occupancy.train_skip_budgets = (0.5,)
+
+  # Learned corrections of each training view (nerf/view_corrections.py), for real captures; held-out views keep
+  # their given poses and colours.
+  config.views = ml_collections.ConfigDict()
+  config.views.refine_poses = False  # a rotation and a translation of each training camera
+  config.views.pose_lr_init = 1e-3  # their own learning rate, log-linear to pose_lr_final over train.max_steps
+  config.views.pose_lr_final = 1e-5
+  config.views.appearance = False  # an affine colour map of each training photo (exposure, white balance)
+  config.views.appearance_lr_init = 1e-3
+  config.views.appearance_lr_final = 1e-5
 
   config.loss = ml_collections.ConfigDict()
   config.loss.coarse_rgb_weight = 1.0  # colour loss of earlier levels that render colour (NeRF's coarse level)
@@ -179,11 +187,13 @@ def validate(config, device_count):
       (t.log_every > 0, "train.log_every", f"a positive interval, got {t.log_every}"),
       (t.max_nonfinite_steps > 0, "train.max_nonfinite_steps", f"at least 1, got {t.max_nonfinite_steps}"),
       (t.keep_checkpoints >= 1, "train.keep_checkpoints", f"at least 1, got {t.keep_checkpoints}"),
-      (t.batching in batching.BATCHING_MODES, "train.batching",
-       f"one of {batching.BATCHING_MODES}, got {t.batching!r}"),
       (t.precrop_steps >= 0 and 0.0 < t.precrop_fraction <= 1.0, "train.precrop_steps/precrop_fraction",
        f"0 or more steps and a fraction in (0, 1], got {t.precrop_steps} and {t.precrop_fraction}"),
       (t.lr_init > 0 and t.lr_final > 0, "train.lr_init/lr_final", "positive learning rates"),
+      (min(config.views.pose_lr_init, config.views.pose_lr_final, config.views.appearance_lr_init,
+           config.views.appearance_lr_final) > 0, "views.pose_lr_*/appearance_lr_*", "positive learning rates"),
+      (not (config.views.refine_poses and d.ndc), "views.refine_poses",
+       "False with data.ndc (poses are refined before rays are mapped to NDC, which the host does)"),
       (m.hierarchical.num_coarse_samples >= 2, "model.hierarchical.num_coarse_samples",
        f"at least 2, got {m.hierarchical.num_coarse_samples}"),
       (m.hierarchical.num_fine_samples >= 0, "model.hierarchical.num_fine_samples",
@@ -212,10 +222,11 @@ def validate(config, device_count):
       (m.spacing in sampling.SPACINGS, "model.spacing", f"one of {sampling.SPACINGS}, got {m.spacing!r}"),
       (not m.hierarchical.lindisp or m.spacing in ("linear", "disparity"), "model.hierarchical.lindisp",
        f"False with model.spacing={m.spacing!r} (lindisp is the 'disparity' spacing)"),
-      (config.eval.lpips_net in ("", "alex", "vgg"), "eval.lpips_net",
-       f"'alex', 'vgg' or '' (no LPIPS), got {config.eval.lpips_net!r}"),
   ]
   for ok, field, expected in checks:
     if not ok:
       raise ConfigError(f"config.{field}: expected {expected}")
+  # Values whose allowed set a module owns are checked by that module.
+  batching.check_mode(t.batching)
+  lpips.check_net(config.eval.lpips_net, allow_none=True)
   model_lib.build_model(config)  # the builders check the model's names and the fields' settings

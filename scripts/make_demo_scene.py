@@ -14,7 +14,6 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from jaxnerf.data import blender
 from jaxnerf.data import images
 
 FACTOR = 8
@@ -47,7 +46,7 @@ def main():
     os.makedirs(os.path.join(OUTPUT, split))
     for frame in frames:
       rgba = images.read_rgba(os.path.join(args.source, frame["file_path"] + ".png"))
-      premultiplied = blender.downsample_premultiplied(rgba, FACTOR)
+      premultiplied = images.downsample_premultiplied(rgba, FACTOR)
       alpha = premultiplied[..., 3:]
       straight = np.where(alpha > 0, premultiplied[..., :3] / np.maximum(alpha, 1e-8), 0.0)
       pixels = np.round(np.clip(np.concatenate([straight, alpha], -1), 0, 1) * 255).astype(np.uint8)

@@ -8,6 +8,7 @@ from PIL import Image
 
 import jaxnerf
 from jaxnerf.data import blender
+from jaxnerf.data import images
 from jaxnerf.errors import DataError
 from conftest import SHARED_LEGO, needs_shared_lego
 
@@ -41,11 +42,11 @@ def test_downsampling_averages_premultiplied_colour():
   rgba[0, 0] = [1.0, 0.0, 0.0, 1.0]  # opaque red
   rgba[0, 1] = [0.0, 1.0, 0.0, 0.0]  # fully transparent green: must not tint the result
   rgba[1, 0] = [0.0, 0.0, 1.0, 0.5]  # half-transparent blue
-  premultiplied = blender.downsample_premultiplied(rgba, 2)
+  premultiplied = images.downsample_premultiplied(rgba, 2)
   np.testing.assert_allclose(premultiplied[0, 0], [0.25, 0.0, 0.125, 0.375])
-  white = blender.composite_on_background(premultiplied, (1.0, 1.0, 1.0))
+  white = images.composite_on_background(premultiplied, (1.0, 1.0, 1.0))
   np.testing.assert_allclose(white[0, 0], [0.25 + 0.625, 0.625, 0.125 + 0.625])
-  black = blender.composite_on_background(premultiplied, (0.0, 0.0, 0.0))
+  black = images.composite_on_background(premultiplied, (0.0, 0.0, 0.0))
   np.testing.assert_allclose(black[0, 0], [0.25, 0.0, 0.125])
 
 

@@ -88,16 +88,6 @@ def test_jax_and_numpy_lens_rays_agree():
     np.testing.assert_allclose(device.directions, host.directions, atol=1e-5)
 
 
-def test_centred_pinhole_is_exactly_the_old_pinhole_rays():
-  x, y = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
-  pose = random_pose(np.random.default_rng(3)).astype(np.float32)
-  focal = np.float32(37.5)
-  old = rays_lib.pinhole_rays(x, y, focal, (np.float32(W / 2), np.float32(H / 2)), pose)
-  new = rays_lib.lens_rays(x, y, np.array([focal, focal, W / 2, H / 2], np.float32), pose)
-  for a, b in zip(old, new):
-    np.testing.assert_array_equal(a, b)
-
-
 def test_views_use_each_views_intrinsics_and_scale_them_for_videos():
   rng = np.random.default_rng(4)
   poses = np.stack([random_pose(rng) for _ in range(2)]).astype(np.float32)

@@ -10,10 +10,13 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+from jaxnerf.data import scene as scene_lib
 from jaxnerf.nerf import fields
 from jaxnerf.nerf import layers
 from jaxnerf.nerf import model as model_lib
+from jaxnerf.run import state as state_lib
 from jaxnerf.run import train as train_lib
+from jaxnerf.run import workdir as workdir_lib
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import WorkdirError
 from conftest import REPO
@@ -68,10 +71,10 @@ def test_bfloat16_field_keeps_float32_params_and_outputs_close_to_float32(rng, f
 def test_bfloat16_train_step_runs_bfloat16_dots_with_float32_state(rng):
   config = small_config(**{"model.compute_dtype": "bfloat16"})
   config.train.batch_size = 32
-  model = train_lib.build_model(config)
-  optimizer = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(config, model, optimizer)
-  step = train_lib.make_train_step(model, optimizer, config)
+  model = model_lib.build_model(config)
+  optimizer = state_lib.make_optimizer(config.train)
+  state = state_lib.create_train_state(config, model, optimizer)
+  step = train_lib.make_train_step(model, optimizer, config, scene_lib.of_settings(config.data))
   batch = {"rays": random_rays(rng, 32), "rgb": jnp.asarray(rng.uniform(size=(32, 3)), jnp.float32)}
   hlo = step.lower(state, batch, jax.random.key(0)).as_text()
   assert "bf16" in hlo and "dot_general" in hlo
@@ -92,8 +95,13 @@ EIGHT_DEVICE_STEPS = """
 import sys
 import jax
 import numpy as np
+from jaxnerf.run import state as state_lib
 from jaxnerf.run import train as train_lib
+from jaxnerf.run import workdir as workdir_lib
 from jaxnerf.nerf import layers
+from jaxnerf.run import state as state_lib
+from jaxnerf.run import workdir as workdir_lib
+from jaxnerf.data import scene as scene_lib
 from test_train_eval import tiny_config
 config = tiny_config(3)
 config.model.compute_dtype = "bfloat16"
@@ -130,7 +138,7 @@ def test_runs_made_before_the_new_model_fields_still_open(tmp_path):
   old = json.loads(config.to_json_best_effort())
   del old["model"]["compute_dtype"], old["model"]["mip"], old["model"]["mlp"]["activation"]
   (tmp_path / "config.json").write_text(json.dumps(old))
-  train_lib.prepare_workdir(config, str(tmp_path))
+  workdir_lib.prepare_workdir(config, str(tmp_path))
   config.model.compute_dtype = "bfloat16"
   with pytest.raises(WorkdirError, match=r"model.compute_dtype='float32' there, 'bfloat16' here"):
-    train_lib.prepare_workdir(config, str(tmp_path))
+    workdir_lib.prepare_workdir(config, str(tmp_path))

@@ -29,6 +29,8 @@ from jaxnerf.errors import ConfigError
 from jaxnerf.nerf import mlp_field
 from jaxnerf.nerf import hash_field
 from jaxnerf.nerf import layers
+from jaxnerf.run import state as state_lib
+from jaxnerf.data import scene as scene_lib
 from test_model import small_config
 from test_model import unit
 from test_transforms import demo_scene
@@ -221,14 +223,15 @@ def test_hash_fields_with_contraction_cover_all_of_space(rng, field_name):
   rows = hash_encoding.cell_rows(cells, resolutions, 2 ** field.encoding.log2_table_size)
   assert np.all((np.asarray(rows) >= 0) & (np.asarray(rows) < 2 ** field.encoding.log2_table_size))
   # Without contraction the same far points are outside the box: empty.
-  plain = model.hash_field(small_config()) if field_name == "hash" else model.proposal_field(small_config())
+  plain_config = small_config()
+  plain = (hash_field.build if field_name == "hash" else hash_field.build_proposal)(plain_config, plain_config.data.scene_box)
   _, plain_density = plain.apply(params, points, viewdirs)
   assert np.all(np.asarray(plain_density)[1] == layers.EMPTY_RAW_DENSITY)
 
 
 def test_mlp_sees_contracted_points_and_gaussians(rng):
   config = small_config(**{"model.contraction": True})
-  contracted, plain = mlp_field.build(config, config.data.scene_box), model.mlp_field(small_config())
+  contracted, plain = mlp_field.build(config, config.data.scene_box), mlp_field.build(small_config(), (-1.5,) * 3 + (1.5,) * 3)
   points = jnp.asarray(points_at_radii(rng, [0.5, 3.0, 40.0, 1e6]).reshape(2, 2, 3), jnp.float32)
   viewdirs = unit(rng, (2, 3))
   params = plain.init(jax.random.key(0), points, viewdirs)
@@ -254,7 +257,7 @@ def test_mip_nerf_with_contraction(rng):
              "model.mlp.position_max_deg": 12}
   contracted = model.build_model(small_config(**changes, **{"model.contraction": True}))
   plain = model.build_model(small_config(**changes))
-  params = train_lib.init_params(plain, jax.random.key(0))
+  params = state_lib.init_params(plain, jax.random.key(0))
   directions = unit(rng, (16, 3))
   rays = rays_lib.Rays(jnp.zeros((16, 3)), directions, directions, jnp.full((16, 1), 0.01))
   render = lambda m, far: m.apply({"params": params}, rays, 0.05, far, jax.random.key(1), randomized=False)
@@ -320,7 +323,7 @@ def test_capture_config_trains_on_the_demo_as_a_capture(tmp_path):
   eval_lib.evaluate(config, workdir)
   with open(os.path.join(workdir, "config.json")) as f:
     saved = json.load(f)
-  assert saved["model"]["contraction"] and saved["data"]["far"] == 1e3
+  assert saved["model"]["contraction"] and scene_lib.load(workdir).far == 1e3  # the loader's far, in scene.json
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     metrics = json.load(f)
   assert np.isfinite(metrics["psnr"]) and metrics["step"] == 3

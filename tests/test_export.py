@@ -1,5 +1,6 @@
 """Mesh and point-cloud export: an analytic sphere through the renderer's field_at and compositing, the files read
 back by hand, the scene normalisation and NDC undone, and export.py end to end on a tiny demo run."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -25,6 +26,8 @@ from jaxnerf.run import rendering as render
 from jaxnerf.nerf import sampling
 from jaxnerf.data import views as views_lib
 from jaxnerf.errors import ConfigError
+from jaxnerf.data import scene as scene_lib
+from jaxnerf.run import workdir as workdir_lib
 
 sys.path.insert(0, os.path.join(REPO, "configs"))
 import demo_fast  # noqa: E402
@@ -184,7 +187,7 @@ def ray_sphere_hits(rays):
 def test_point_cloud_of_a_rendered_sphere_lies_on_it():
   renderer = renderer_of(SolidSphereField(), num_samples=1024)
   near, far = 1.0, 4.0
-  render_chunk = render.make_render_chunk(renderer, near, far)
+  render_chunk = render.make_render_chunk(renderer, scene_lib.Scene(near, far, (-2.0,) * 3 + (2.0,) * 3))
   background = (1.0, 1.0, 1.0)
   for position in ([2.2, 0.0, 0.0], [0.0, -1.5, 1.5], [-1.3, 1.3, -1.3]):
     rays = camera_rays(np.array(position))
@@ -212,14 +215,22 @@ def test_opaque_points_divide_by_opacity_and_remove_background():
 
 
 def test_scene_normalisation_undone(tmp_path, rng):
+  """A run's normalisation comes from its scene.json, or for runs written before scene.json from the one their
+  config.json recorded, else from the loader; the mesh maps back through its inverse."""
   scene_from_world = np.eye(4)
   scene_from_world[:3, :3] = 0.37 * random_rotation(rng)
   scene_from_world[:3, 3] = rng.normal(size=3)
-  with open(tmp_path / "config.json", "w") as f:
-    json.dump({"data": {"transforms": {"scene_from_world": list(scene_from_world.ravel())}}}, f)
   views = views_lib.Views(np.zeros((1, 2, 2, 3), np.float32), np.eye(4)[None, :3], 1.0, 0.1, 1.0, ["v"])
-  recorded = export_lib.scene_from_world_of(str(tmp_path), views)
+  loaded = scene_lib.of_views(views, (-1.0,) * 3 + (1.0,) * 3, (1.0, 1.0, 1.0))
+  old_run, new_run = tmp_path / "old", tmp_path / "new"
+  old_run.mkdir()
+  with open(old_run / "config.json", "w") as f:
+    json.dump({"data": {"transforms": {"scene_from_world": list(scene_from_world.ravel())}}}, f)
+  recorded = workdir_lib.run_scene(str(old_run), loaded).scene_from_world_matrix
   np.testing.assert_array_equal(recorded, scene_from_world)
+  new_run.mkdir()
+  workdir_lib.write_scene(dataclasses.replace(loaded, scene_from_world=tuple(scene_from_world.ravel())), str(new_run))
+  np.testing.assert_array_equal(workdir_lib.run_scene(str(new_run), loaded).scene_from_world_matrix, scene_from_world)
   world = rng.normal(size=(50, 3))
   scene = world @ scene_from_world[:3, :3].T + scene_from_world[:3, 3]
   faces = rng.integers(0, 50, size=(20, 3))
@@ -227,8 +238,9 @@ def test_scene_normalisation_undone(tmp_path, rng):
   np.testing.assert_allclose(back, world, rtol=0, atol=1e-12)
   np.testing.assert_array_equal(same_faces, faces)
   assert kept.all()
-  # Blender and LLFF runs record none: the loader's own (identity).
-  np.testing.assert_array_equal(export_lib.scene_from_world_of(str(tmp_path / "nothing"), views), np.eye(4))
+  # Old Blender and LLFF runs recorded none: the loader's own (identity).
+  np.testing.assert_array_equal(workdir_lib.run_scene(str(tmp_path / "nothing"), loaded).scene_from_world_matrix,
+                                np.eye(4))
 
 
 def test_ndc_undone(rng):

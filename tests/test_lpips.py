@@ -232,7 +232,7 @@ def snapshot(directory):
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["--config.eval.lpips_net=squeeze"], "config.eval.lpips_net: expected 'alex', 'vgg' or '' (no LPIPS), got"),
+    (["--config.eval.lpips_net=squeeze"], "config.eval.lpips_net: expected one of alex, vgg or '' (no LPIPS), got"),
     (["--config.data.factor=4"], "config.eval.lpips_net='alex': LPIPS with this network needs images of at least "
                                  "31x31 pixels, got 25x25"),
 ])

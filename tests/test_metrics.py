@@ -41,3 +41,15 @@ def test_psnr_closed_form():
   a = np.zeros((4, 4, 3), np.float32)
   b = np.full((4, 4, 3), 0.1, np.float32)
   np.testing.assert_allclose(float(metrics.psnr_from_mse(metrics.mse(a, b))), 20.0, rtol=1e-5)
+
+
+def test_color_fit_undoes_an_affine_colour_change_and_no_more(rng):
+  reference = rng.random((16, 12, 3))
+  matrix = np.diag([0.7, 1.2, 0.9]) + 0.05 * rng.normal(size=(3, 3))
+  offset = np.array([0.05, -0.02, 0.1])
+  changed = (reference - offset) @ np.linalg.inv(matrix).T  # changed @ matrix.T + offset == reference
+  np.testing.assert_allclose(metrics.color_fit(changed, reference), reference, atol=1e-10)
+  # Noise that no colour map explains stays: the fit is least squares, no better than the noise.
+  noisy = reference + 0.1 * rng.normal(size=reference.shape)
+  residual = metrics.color_fit(noisy, reference) - reference
+  assert 0.05 < np.sqrt(np.mean(residual ** 2)) < 0.1

@@ -9,8 +9,8 @@ from jaxnerf.nerf import encoding
 from jaxnerf.nerf import model as model_lib
 from jaxnerf.core import rays as rays_lib
 from jaxnerf.nerf import sampling
-from jaxnerf.run import train as train_lib
 from jaxnerf.errors import ConfigError
+from jaxnerf.run import state as state_lib
 from conftest import random_rotation
 from test_model import random_rays
 from test_model import small_config
@@ -138,7 +138,7 @@ def mip_config(**changes):
 def test_mip_model_shares_one_field_and_sees_cone_widths(rng):
   config = mip_config()
   model = model_lib.build_model(config)
-  params = train_lib.init_params(model, jax.random.key(0))
+  params = state_lib.init_params(model, jax.random.key(0))
   assert list(params) == ["fields_0"]
   rays = random_rays(rng, 16)
   render = jax.jit(lambda r: model.apply({"params": params}, r, 2.0, 6.0, jax.random.key(1), randomized=False))

@@ -21,6 +21,9 @@ from jaxnerf.run import evaluate as eval_lib
 from jaxnerf.run import train as train_lib
 from jaxnerf.data import batching
 from jaxnerf.data import loaders
+from jaxnerf.run import state as state_lib
+from jaxnerf.nerf import model as model_lib
+from jaxnerf.data import scene as scene_lib
 from conftest import REPO
 from conftest import TINY
 from test_train_eval import skipping_empty_space
@@ -121,10 +124,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
 
   # The reference: one device, fed the global batch the two processes build, the blocks of streams 0 and 1.
   config = skipping_empty_space(tiny_config(STEPS))
-  model = train_lib.build_model(config)
-  optimizer = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(config, model, optimizer)
-  train_step = train_lib.make_train_step(model, optimizer, config)
+  model = model_lib.build_model(config)
+  optimizer = state_lib.make_optimizer(config.train)
+  state = state_lib.create_train_state(config, model, optimizer)
+  train_step = train_lib.make_train_step(model, optimizer, config, scene_lib.of_settings(config.data))
   views = loaders.load_views(config, "train")
   t = config.train
   batchers = [batching.RayBatcher(views, t.batch_size // 2, t.batching, t.precrop_steps, t.precrop_fraction,
@@ -151,7 +154,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
   # One checkpoint, restorable (here in one process) to the trained parameters.
   assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(STEPS)]
   with checkpoints.manager(os.path.join(workdir, "checkpoints")) as mngr:
-    restored = checkpoints.restore_latest(mngr, train_lib.create_train_state(config, model, optimizer))
+    restored = checkpoints.restore_latest(mngr, state_lib.create_train_state(config, model, optimizer))
   assert int(restored.step) == STEPS
   for name, value in flat_params(restored.params).items():
     np.testing.assert_array_equal(value, first[name][0], err_msg=name)

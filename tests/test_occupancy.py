@@ -13,6 +13,8 @@ from jaxnerf.nerf import occupancy
 from jaxnerf.run import rendering as render
 from jaxnerf.run import train as train_lib
 from jaxnerf.core import contraction
+from jaxnerf.run import state as state_lib
+from jaxnerf.data import scene as scene_lib
 from test_model import random_rays
 from test_model import small_config
 
@@ -195,10 +197,10 @@ def training_setup(rng, **changes):
                            "occupancy.cells_per_update": 128, "occupancy.update_every": 2, "train.batch_size": 32,
                            **changes})
   renderer = model_lib.build_model(config)
-  optimizer = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(config, renderer, optimizer)
+  optimizer = state_lib.make_optimizer(config.train)
+  state = state_lib.create_train_state(config, renderer, optimizer)
   batch = {"rays": random_rays(rng, 32), "rgb": jnp.asarray(rng.random((32, 3)), jnp.float32)}
-  return config, renderer, train_lib.make_train_step(renderer, optimizer, config), state, batch
+  return config, renderer, train_lib.make_train_step(renderer, optimizer, config, scene_lib.of_settings(config.data)), state, batch
 
 
 @pytest.mark.parametrize("budgets,overflows", [((1.0,), 0), ((1e-3,), 2)])
@@ -229,7 +231,7 @@ def test_training_skips_empty_cells_only_after_the_grids_first_sweep(rng):
 
   def render_loss(occupied):
     # As in the train step: the loss key is split off for the render after the background colour.
-    skip = None if occupied is None else render.skipping(occupied, config, training=True)
+    skip = None if occupied is None else render.skipping(occupied, config, scene_lib.of_settings(config.data), training=True)
     levels = renderer.apply({"params": state.params}, batch["rays"], 2.0, 6.0, key, randomized=True, skip=skip)
     return float(jnp.mean((levels[-1].out.rgb - batch["rgb"]) ** 2))
 
@@ -254,7 +256,7 @@ def test_render_with_every_cell_occupied_equals_plain_render(rng, sampler, field
   plain = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False)
   every = jnp.ones((8, 8, 8), bool)
   skipping = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False,
-                            skip=render.skipping(every, config, training=False))
+                            skip=render.skipping(every, config, scene_lib.of_settings(config.data), training=False))
   for a, b in zip(plain, skipping):
     if a.out.rgb is not None:
       np.testing.assert_allclose(np.asarray(a.out.rgb), np.asarray(b.out.rgb), atol=1e-5)
@@ -273,7 +275,7 @@ def test_render_skips_empty_cells(rng):
   cells = np.zeros((2, 2, 2), bool)
   cells[1, 1, 1] = True
   levels = renderer.apply(params, rays, 2.0, 6.0, jax.random.key(1), randomized=False,
-                          skip=render.skipping(jnp.asarray(cells), config, training=False))
+                          skip=render.skipping(jnp.asarray(cells), config, scene_lib.of_settings(config.data), training=False))
   for level in levels:
     points = (np.asarray(rays.origins)[:, None, :] +
               np.asarray(level.samples.t)[..., None] * np.asarray(rays.directions)[:, None, :])
@@ -288,9 +290,9 @@ def test_train_step_refreshes_the_grid_every_update_every_steps(rng, skip_empty)
                            "occupancy.cells_per_update": 128, "occupancy.update_every": 2, "train.batch_size": 32,
                            "occupancy.skip_empty": skip_empty})
   renderer = model_lib.build_model(config)
-  optimizer = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(config, renderer, optimizer)
-  step = train_lib.make_train_step(renderer, optimizer, config)
+  optimizer = state_lib.make_optimizer(config.train)
+  state = state_lib.create_train_state(config, renderer, optimizer)
+  step = train_lib.make_train_step(renderer, optimizer, config, scene_lib.of_settings(config.data))
   rays = random_rays(rng, 32)
   batch = {"rays": rays, "rgb": jnp.asarray(rng.random((32, 3)), jnp.float32)}
   grids = [np.asarray(state.density_grid).reshape(-1)]
@@ -322,8 +324,8 @@ class StateWithoutGrid:
 def test_checkpoint_without_grid_restores_with_the_templates_grid():
   config = small_config(**{"model.sampler": "proposal", "model.field": "hash", "occupancy.resolution": 4})
   renderer = model_lib.build_model(config)
-  optimizer = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(config, renderer, optimizer)
+  optimizer = state_lib.make_optimizer(config.train)
+  state = state_lib.create_train_state(config, renderer, optimizer)
   params = jax.tree.map(lambda x: x + 1.0, state.params)
   # An optimizer state after one update, so that a reset to the template's would show.
   _, opt_state = optimizer.update(jax.tree.map(jnp.ones_like, params), optimizer.init(params), params)
@@ -333,13 +335,13 @@ def test_checkpoint_without_grid_restores_with_the_templates_grid():
     with checkpoints.manager(directory) as mngr:
       checkpoints.save(mngr, 7, old)
       template = state.replace(density_grid=jnp.full((4, 4, 4), 2.0))
-      restored = checkpoints.restore_latest(mngr, template)
+      restored = checkpoints.restore_latest(mngr, template, added_fields=state_lib.ADDED_FIELDS)
   assert (int(restored.step), int(restored.nonfinite_streak), int(restored.nonfinite_total)) == (7, 2, 5)
   for a, b in zip(jax.tree.leaves((restored.params, restored.opt_state, restored.key)),
                   jax.tree.leaves((params, opt_state, state.key + 3))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   np.testing.assert_array_equal(np.asarray(restored.density_grid), 2.0)
   # A new field's density is about trunc_exp(0) = 1 everywhere in the box.
-  full = np.asarray(occupancy.full_grid(train_lib.grid_density(renderer, state.params), config.occupancy,
+  full = np.asarray(occupancy.full_grid(state_lib.grid_density(renderer, state.params), config.occupancy,
                                         config.data.scene_box, False, jax.random.key(0)))
   assert full.shape == (4, 4, 4) and np.all((full > 0.5) & (full < 2.0))

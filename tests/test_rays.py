@@ -49,7 +49,7 @@ def test_points_on_rays_project_back_to_their_pixels(rng):
 def test_principal_ray_is_camera_minus_z():
   pose = np.eye(4)[:3]
   # Without the half-pixel offset, pixel (W/2, H/2) lies on the optical axis.
-  r = rays.pinhole_rays(np.float32(4), np.float32(3), 10.0, (4.0, 3.0), pose, pixel_center=False)
+  r = rays.lens_rays(np.float32(4), np.float32(3), np.array([10.0, 10.0, 4.0, 3.0]), pose, pixel_center=False)
   np.testing.assert_allclose(r.viewdirs, [0, 0, -1], atol=1e-7)
 
 
@@ -57,8 +57,9 @@ def test_broadcasting_over_views(rng):
   poses = np.stack([np.concatenate([random_rotation(rng), rng.normal(size=(3, 1))], 1) for _ in range(3)])
   x = np.array([0.0, 3.0, 5.0])
   y = np.array([1.0, 2.0, 0.0])
-  batched = rays.pinhole_rays(x, y, 5.0, (3.0, 2.0), poses)
+  intrinsics = np.array([5.0, 5.0, 3.0, 2.0])
+  batched = rays.lens_rays(x, y, intrinsics, poses)
   for k in range(3):
-    single = rays.pinhole_rays(x[k], y[k], 5.0, (3.0, 2.0), poses[k])
+    single = rays.lens_rays(x[k], y[k], intrinsics, poses[k])
     np.testing.assert_allclose(batched.directions[k], single.directions, rtol=1e-12)
     np.testing.assert_allclose(batched.origins[k], poses[k][:, 3])

@@ -12,6 +12,9 @@ import pytest
 from jaxnerf.run import train as train_lib
 from jaxnerf.data import batching
 from jaxnerf.errors import TrainingDivergedError
+from jaxnerf.run import state as state_lib
+from jaxnerf.nerf import model as model_lib
+from jaxnerf.data import scene as scene_lib
 from conftest import REPO
 from conftest import TINY
 from test_user_errors import tiny_config
@@ -19,10 +22,10 @@ from test_user_errors import tiny_config
 
 def test_nonfinite_step_is_skipped_and_counted():
   config = tiny_config()
-  model = train_lib.build_model(config)
-  optimizer = train_lib.make_optimizer(config.train)
-  state = train_lib.create_train_state(config, model, optimizer)
-  step = train_lib.make_train_step(model, optimizer, config)
+  model = model_lib.build_model(config)
+  optimizer = state_lib.make_optimizer(config.train)
+  state = state_lib.create_train_state(config, model, optimizer)
+  step = train_lib.make_train_step(model, optimizer, config, scene_lib.of_settings(config.data))
   from jaxnerf.data import loaders
   batch = batching.RayBatcher(loaders.load_views(config, "test"), 64)(0)
   poisoned = dict(batch, rgb=np.where(np.arange(64)[:, None] == 5, np.nan, batch["rgb"]))

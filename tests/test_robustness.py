@@ -12,9 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from jaxnerf.run import evaluate as eval_lib
 from jaxnerf.runtime import stderr_guard
 from jaxnerf.errors import DataError
+from jaxnerf.run import state as state_lib
+from jaxnerf.data import scene as scene_lib
 from conftest import REPO
 from conftest import TINY
 from scene_fuzz import FORMATS
@@ -140,7 +141,7 @@ def test_ctrl_c_saves_training_and_stops_eval_and_render_without_partial_files(t
                   "run the same command to continue"), line
   config = tiny_config()
   config.train.max_steps = 100000
-  _, state = eval_lib.restore_trained(config, workdir)
+  _, state = state_lib.restore_trained(config, workdir, scene_lib.load(workdir))
   assert int(state.step) == latest
 
   # Evaluation of the 100 training views, stopped after the first: no metrics.json, no partial files.

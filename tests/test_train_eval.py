@@ -13,6 +13,8 @@ from PIL import Image
 from jaxnerf.run import evaluate as eval_lib
 from jaxnerf.run import train as train_lib
 from jaxnerf.errors import WorkdirError
+from jaxnerf.run import state as state_lib
+from jaxnerf.run import workdir as workdir_lib
 from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, "configs"))
@@ -65,11 +67,11 @@ def skipping_empty_space(config):
 def test_learning_rate_schedule_closed_form():
   config = demo.get_config().train
   config.lr_init, config.lr_final, config.max_steps = 1e-3, 1e-5, 100
-  schedule = train_lib.learning_rate_schedule(config)
+  schedule = state_lib.learning_rate_schedule(config)
   np.testing.assert_allclose([schedule(0), schedule(50), schedule(100), schedule(200)],
                              [1e-3, 1e-4, 1e-5, 1e-5], rtol=1e-5)
   config.lr_delay_steps, config.lr_delay_mult = 10, 0.01
-  schedule = train_lib.learning_rate_schedule(config)
+  schedule = state_lib.learning_rate_schedule(config)
   np.testing.assert_allclose(schedule(0), 1e-5, rtol=1e-5)
   np.testing.assert_allclose(schedule(5), 1e-3 * 10 ** (-2 * 5 / 100) * (0.01 + 0.99 * np.sin(np.pi / 4)),
                              rtol=1e-5)
@@ -108,10 +110,10 @@ def test_train_resume_and_evaluate(tmp_path, make_config):
   # Evaluation records its resolved config; its data settings are those the run trained with.
   used = json.load(open(os.path.join(workdir, "eval", "config.json")))
   assert used["data"] == json.load(open(os.path.join(workdir, "config.json")))["data"]
-  assert used["eval"]["split"] == "test" and eval_lib.data_differences(config, workdir) == []
+  assert used["eval"]["split"] == "test" and workdir_lib.data_differences(config, workdir) == []
   black = config.copy_and_resolve_references()
   black.data.white_background = False
-  assert eval_lib.data_differences(black, workdir) == [("data.white_background", False, True)]
+  assert workdir_lib.data_differences(black, workdir) == [("data.white_background", False, True)]
   assert written == json.loads(json.dumps(result))
   assert written["step"] == 6
   assert [r["file"] for r in written["per_image"]] == [f"test/r_{i}" for i in range(0, 200, 25)]

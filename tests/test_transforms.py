@@ -13,6 +13,7 @@ from jaxnerf.data import loaders
 from jaxnerf.data import transforms
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import DataError
+from jaxnerf.data import scene as scene_lib
 
 DEMO = jaxnerf.DEMO_SCENE
 
@@ -157,17 +158,19 @@ def test_sixteen_bit_photo_through_the_loader(tmp_path):
   np.testing.assert_allclose(views.images[0], np.repeat((grey / 65535.0)[..., None], 3, -1), atol=1e-6)
 
 
-def test_registry_records_normalisation_and_split_in_the_config(tmp_path):
+def test_scene_description_has_the_normalisation_and_split(tmp_path):
   root = str(tmp_path / "scene")
   write_capture(root, [{} for _ in range(9)], fl_x=7.0)
   config = config_lib.base_config()
   config.data.dataset = "transforms"
   config.data.data_dir = root
   views = loaders.load_views(config, "train")
-  resolved = loaders.with_scene_bounds(config, views)
-  np.testing.assert_allclose(np.reshape(resolved.data.transforms.scene_from_world, (4, 4)), views.scene_from_world)
-  assert resolved.data.transforms.test_frames == ("images/frame_000", "images/frame_008")
-  assert (resolved.data.near, resolved.data.far) == (views.near, views.far)
+  scene = loaders.scene_of(config, views)
+  np.testing.assert_allclose(scene.scene_from_world_matrix, views.scene_from_world)
+  assert not np.allclose(scene.scene_from_world_matrix, np.eye(4))
+  assert scene.test_frames == ("images/frame_000", "images/frame_008")
+  assert (scene.near, scene.far) == (views.near, views.far)
+  assert scene_lib.Scene.from_json(scene.to_json(), "scene.json") == scene
 
 
 @pytest.mark.parametrize("change, message", [

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import REPO, TINY, needs_shared_fern, write_llff_scene
 from jaxnerf.run import video as video_lib
-from jaxnerf.data import loaders
+from jaxnerf.data import scene as scene_lib
 
 FERN_CPU = os.path.join(REPO, "configs", "fern_cpu.py")
 
@@ -79,12 +79,12 @@ def test_render_builds_the_model_over_the_loaders_scene_box(tmp_path, rng, monke
   spec.loader.exec_module(module)
   config = module.get_config()  # an LLFF scene in NDC
   config.data.data_dir, config.data.factor = str(write_llff_scene(tmp_path / "scene", rng)), 2
-  assert tuple(config.data.scene_box) != loaders.NDC_SCENE_BOX
+  assert tuple(config.data.scene_box) != scene_lib.NDC_SCENE_BOX
 
-  def restore_trained(config, workdir, step):
-    raise _Restored(tuple(config.data.scene_box))
+  def restore_trained(config, workdir, scene, step):
+    raise _Restored(tuple(scene.scene_box))
 
-  monkeypatch.setattr(video_lib.eval_lib, "restore_trained", restore_trained)
+  monkeypatch.setattr(video_lib.state_lib, "restore_trained", restore_trained)
   with pytest.raises(_Restored) as restored:
     video_lib.render_video(config, str(tmp_path / "run"), path="orbit", num_frames=2)
-  assert restored.value.args[0] == loaders.NDC_SCENE_BOX
+  assert restored.value.args[0] == scene_lib.NDC_SCENE_BOX

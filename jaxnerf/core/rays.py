@@ -1,4 +1,4 @@
-"""Camera rays: one ray per pixel of a pinhole camera.
+"""Camera rays: one ray per pixel of a camera with a pinhole or a distorting lens.
 
 Conventions (Blender / OpenGL): the camera looks down its -z axis, +y is up and +x is right; image rows grow
 downwards. `cam_to_world` matrices are [..., 3, 4] (rotation | translation). Directions are *not* normalised:
@@ -29,35 +29,6 @@ def pixel_grid(height, width, xnp=np):
   """
   x, y = xnp.meshgrid(xnp.arange(width, dtype=xnp.float32), xnp.arange(height, dtype=xnp.float32), indexing="xy")
   return x, y
-
-
-def pinhole_rays(x, y, focal, principal_point, cam_to_world, pixel_center=True, xnp=np):
-  """Rays through pixels of a pinhole camera.
-
-  Args:
-    x, y: [...] pixel column and row indices (float).
-    focal: scalar or [...] focal length in pixels.
-    principal_point: (cx, cy) in pixels, scalars or [...] arrays.
-    cam_to_world: [..., 3, 4] camera-to-world matrices, broadcastable against x.
-    pixel_center: shoot rays through pixel centres (x + 0.5) rather than pixel corners. The original NeRF code
-      used corners; centres are geometrically right.
-    xnp: numpy or jax.numpy.
-
-  Returns:
-    Rays with origins, directions and viewdirs of shape [..., 3] and radii [..., 1]: mip-NeRF's cone through
-    the pixel, whose radius 1 / (sqrt(3) focal) at t = 1 gives its cross-section the variance of the pixel's
-    square footprint (pixel width 1 / focal at camera depth 1; mip-NeRF's 2 / sqrt(12) times it).
-  """
-  offset = 0.5 if pixel_center else 0.0
-  cx, cy = principal_point
-  cam_dirs = xnp.stack(
-      [(x + offset - cx) / focal, -(y + offset - cy) / focal, -xnp.ones_like(x)], axis=-1)  # [..., 3]
-  rotation = cam_to_world[..., :3, :3]
-  directions = xnp.sum(cam_dirs[..., None, :] * rotation, axis=-1)  # rotation @ cam_dir
-  origins = xnp.broadcast_to(cam_to_world[..., :3, 3], directions.shape)
-  viewdirs = directions / xnp.linalg.norm(directions, axis=-1, keepdims=True)
-  radii = (xnp.ones_like(x) / (np.sqrt(3.0) * focal))[..., None].astype(directions.dtype)
-  return Rays(origins=origins, directions=directions, viewdirs=viewdirs, radii=radii)
 
 
 CAMERA_MODELS = ("pinhole", "opencv", "opencv_fisheye")
@@ -137,10 +108,14 @@ def lens_rays(x, y, intrinsics, cam_to_world, distortion=None, camera_model="pin
     cam_to_world: [..., 3, 4].
     distortion: [..., 6] coefficients in DISTORTION_KEYS order, or None for a pinhole camera.
     camera_model: one of CAMERA_MODELS; pixel coordinates are undistorted iteratively in their own dtype.
+    pixel_center: shoot rays through pixel centres (x + 0.5) rather than pixel corners. The original NeRF code
+      used corners; centres are geometrically right.
 
   Returns:
-    Rays of shape [..., 3], radii [..., 1] (mip-NeRF's cone for the mean focal length, see pinhole_rays). With
-    fx = fy = focal and the principal point at the centre, exactly pinhole_rays.
+    Rays with origins, directions and viewdirs of shape [..., 3] and radii [..., 1]: mip-NeRF's cone through
+    the pixel, whose radius 1 / (sqrt(3) f) at t = 1 (f the mean focal length) gives its cross-section the
+    variance of the pixel's square footprint (pixel width 1 / f at camera depth 1; mip-NeRF's 2 / sqrt(12) times
+    it).
   """
   offset = 0.5 if pixel_center else 0.0
   fx, fy, cx, cy = (intrinsics[..., i] for i in range(4))
@@ -166,7 +141,8 @@ def image_rays(height, width, focal, cam_to_world, pixel_center=True, xnp=np):
     Rays of shape [height, width, 3].
   """
   x, y = pixel_grid(height, width, xnp=xnp)
-  return pinhole_rays(x, y, focal, (width / 2.0, height / 2.0), cam_to_world, pixel_center, xnp=xnp)
+  intrinsics = xnp.asarray([focal, focal, width / 2.0, height / 2.0], xnp.float32)
+  return lens_rays(x, y, intrinsics, cam_to_world, pixel_center=pixel_center, xnp=xnp)
 
 
 def to_ndc(rays, width, height, focal, near=1.0, xnp=np):

@@ -11,13 +11,18 @@ from jaxnerf.errors import ConfigError
 BATCHING_MODES = ("all_images", "single_image")
 
 
+def check_mode(mode):
+  """ConfigError naming config.train.batching unless `mode` is one of BATCHING_MODES."""
+  if mode not in BATCHING_MODES:
+    raise ConfigError(f"config.train.batching: expected one of {BATCHING_MODES}, got {mode!r}")
+
+
 class RayBatcher:
   """Draws batches of random pixels and their rays from a set of training views."""
 
   def __init__(self, views: Views, batch_size, mode="all_images", precrop_steps=0, precrop_fraction=0.5,
                seed=0, stream=0):
-    if mode not in BATCHING_MODES:
-      raise ConfigError(f"config.train.batching: expected one of {BATCHING_MODES}, got {mode!r}")
+    check_mode(mode)
     self.views = views
     self.batch_size = batch_size
     self.mode = mode
@@ -30,8 +35,9 @@ class RayBatcher:
     """The batch for a training step.
 
     Returns:
-      dict with "rays" (Rays of [batch_size, 3] float32 arrays) and "rgb" ([batch_size, 3] float32), and for
-      views with transparency "alpha" ([batch_size] float32, see Views.alpha).
+      dict with "rays" (Rays of [batch_size, 3] float32 arrays), "rgb" ([batch_size, 3] float32), "view"
+      ([batch_size] int32, the index of each ray's view), and for views with transparency "alpha" ([batch_size]
+      float32, see Views.alpha).
     """
     rng = np.random.default_rng([self.seed, self.stream, step])
     h, w = self.views.height, self.views.width
@@ -49,7 +55,8 @@ class RayBatcher:
       view = np.full(shape, rng.integers(0, len(self.views)))
     y = rng.integers(y0, y1, shape)
     x = rng.integers(x0, x1, shape)
-    batch = {"rays": self.views.pixel_rays(view, x, y), "rgb": self.views.images[view, y, x]}
+    batch = {"rays": self.views.pixel_rays(view, x, y), "rgb": self.views.images[view, y, x],
+             "view": view.astype(np.int32)}
     if self.views.alpha is not None:
       batch["alpha"] = self.views.alpha[view, y, x]
     return batch

@@ -4,6 +4,8 @@ PIL keeps 16-bit greyscale PNGs as integers up to 65535 (modes I;16* or I), whic
 to white, so integer and float modes are scaled here by their bit depth instead. JPEG (and other) photos carry
 their camera orientation as EXIF metadata, which is applied so that pixels are where the viewer shows them.
 """
+import contextlib
+
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
@@ -62,11 +64,27 @@ def read_rgba(path):
 
   EXIF orientation is applied. DataError, one line naming the file, for a missing, unreadable or unsupported one.
   """
+  with _opened(path) as image:
+    image.load()
+    integer_white = _integer_white(image) if image.mode == "I" else None
+    return _to_rgba(ImageOps.exif_transpose(image), path, integer_white)
+
+
+def read_size(path):
+  """(height, width) of an image file as read_rgba would return it (EXIF orientation applied), from its header
+  alone; the same DataError as read_rgba for a missing or unreadable file."""
+  with _opened(path) as image:
+    width, height = image.size
+    # EXIF orientations 5 to 8 turn the image by a quarter turn.
+    return (width, height) if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (height, width)
+
+
+@contextlib.contextmanager
+def _opened(path):
+  """PIL's image at `path`, with its errors turned into one DataError line naming the file."""
   try:
     with Image.open(path) as image:
-      image.load()
-      integer_white = _integer_white(image) if image.mode == "I" else None
-      return _to_rgba(ImageOps.exif_transpose(image), path, integer_white)
+      yield image
   except DataError:
     raise
   except FileNotFoundError:
@@ -77,3 +95,30 @@ def read_rgba(path):
     raise DataError(f"{path}: image too large ({e})") from None
   except (OSError, SyntaxError, ValueError, TypeError) as e:
     raise DataError(f"{path}: not a readable image ({e})") from None
+
+
+def to_uint8(image):
+  """[..., c] float colours in [0, 1] -> uint8 (rounded, clipped)."""
+  return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def downsample_premultiplied(rgba, factor):
+  """Area-average an RGBA image by an integer factor, in premultiplied colour.
+
+  Args:
+    rgba: [height, width, 4] straight (not premultiplied) RGBA.
+    factor: integer dividing both height and width.
+
+  Returns:
+    [height / factor, width / factor, 4] premultiplied RGBA (colour already multiplied by alpha).
+  """
+  h, w, _ = rgba.shape
+  premultiplied = np.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], axis=-1)
+  if factor == 1:
+    return premultiplied
+  return premultiplied.reshape(h // factor, factor, w // factor, factor, 4).mean(axis=(1, 3))
+
+
+def composite_on_background(premultiplied, background):
+  """[..., 4] premultiplied RGBA over a solid background colour -> [..., 3] RGB."""
+  return premultiplied[..., :3] + (1.0 - premultiplied[..., 3:]) * np.asarray(background, np.float32)

@@ -10,14 +10,13 @@ import os
 
 import numpy as np
 
-from jaxnerf.data import blender
 from jaxnerf.data import images as images_lib
 from jaxnerf.core.poses import nearest_point_to_axes
 from jaxnerf.core.poses import normalize
 from jaxnerf.core.poses import recenter_poses
 from jaxnerf.core.poses import to_homogeneous
 from jaxnerf.data.views import Views
-from jaxnerf.data.views import check_pose
+from jaxnerf.data.scene_files import check_pose
 from jaxnerf.errors import DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -113,7 +112,7 @@ def load_scene(data_dir, factor=4, spherify=False):
                       "other images of the scene")
     images.append(rgb)
   # Area averaging: with an opaque alpha, premultiplied colour is the colour itself.
-  images = np.stack([blender.downsample_premultiplied(np.concatenate([im, np.ones_like(im[..., :1])], -1),
+  images = np.stack([images_lib.downsample_premultiplied(np.concatenate([im, np.ones_like(im[..., :1])], -1),
                                                       extra_factor)[..., :3] for im in images])
 
   full_height, full_width, full_focal = raw_poses[0, :, 4]

@@ -1,38 +1,37 @@
-"""Load a split of the configured scene."""
-import numpy as np
+"""The dataset registry: load a split of the configured scene, and describe the scene."""
+import dataclasses
 
 from jaxnerf.data import blender
 from jaxnerf.data import llff
+from jaxnerf.data import scene as scene_lib
 from jaxnerf.data import transforms
 from jaxnerf.errors import ConfigError
 
 
-def background_of(data_config):
-  return (1.0, 1.0, 1.0) if data_config.white_background else (0.0, 0.0, 0.0)
+def _blender(d, split, stride, check_only):
+  return blender.load_split(d.data_dir, split, factor=d.factor, background=scene_lib.background_of(d), near=d.near,
+                            far=d.far, stride=stride, pixel_center=d.pixel_center, check_only=check_only)
 
 
-def _blender(d, split, stride):
-  return blender.load_split(d.data_dir, split, factor=d.factor, background=background_of(d), near=d.near, far=d.far,
-                            stride=stride, pixel_center=d.pixel_center)
-
-
-def _llff(d, split, stride):
+def _llff(d, split, stride, check_only):
+  if check_only:  # loading any split reads every photo of the scene
+    return None
   return llff.load_split(d.data_dir, split, factor=d.factor, hold=d.llff_hold, spherify=d.spherify, ndc=d.ndc,
                          stride=stride, pixel_center=d.pixel_center)
 
 
-def _transforms(d, split, stride):
+def _transforms(d, split, stride, check_only):
   t = d.transforms
   if d.ndc:
     raise ConfigError("config.data.ndc: expected False for data.dataset 'transforms' (normalised device coordinates "
                       "are for LLFF scenes; use model.contraction for unbounded captures)")
-  return transforms.load_split(d.data_dir, split, factor=d.factor, background=background_of(d), hold=t.hold,
+  return transforms.load_split(d.data_dir, split, factor=d.factor, background=scene_lib.background_of(d), hold=t.hold,
                                normalize=t.normalize, centre=t.centre, near=t.near, far=t.far, stride=stride,
-                               pixel_center=d.pixel_center, long_side=t.long_side)
+                               pixel_center=d.pixel_center, long_side=t.long_side, check_only=check_only)
 
 
-# data.dataset -> loader(config.data, split, stride) returning Views; format-specific options live in their own
-# subgroup of config.data.
+# data.dataset -> loader(config.data, split, stride, check_only) returning Views (None when check_only: every frame
+# of the split checked, photos not decoded); format-specific options live in their own subgroup of config.data.
 LOADERS = {"blender": _blender, "llff": _llff, "transforms": _transforms}
 DATASETS = tuple(LOADERS)
 
@@ -45,23 +44,21 @@ def load_views(config, split, stride=1):
   if not d.data_dir:
     raise ConfigError(f"config.data.data_dir: expected the {d.dataset} scene's folder "
                       "(--config.data.data_dir=PATH), got none")
-  return LOADERS[d.dataset](d, split, stride)
+  return LOADERS[d.dataset](d, split, stride, False)
 
 
-# Points inside the camera frustum between the near plane and infinity have NDC coordinates in [-1, 1].
-NDC_SCENE_BOX = (-1.0, -1.0, -1.0, 1.0, 1.0, 1.0)
+def check_held_out(config):
+  """Check every frame of the splits a run will render besides "train" (config.eval.split, and "val" when
+  training validates) without decoding their photos: files readable, sizes matching their intrinsics; so that a
+  bad one is reported before training rather than by eval.py after it."""
+  splits = {config.eval.split} | ({"val"} if config.train.val_every else set())
+  for split in sorted(splits - {"train"}):
+    LOADERS[config.data.dataset](config.data, split, 1, True)
 
 
-def with_scene_bounds(config, views):
-  """A copy of config whose data.near and data.far are the ray bounds of `views`: the loader of an LLFF scene
-  sets them (0 and 1 in NDC, else from the scene's depth bounds), so that training, evaluation and the saved
-  config all use the same ones. Rays in NDC also fix the scene box (data.scene_box) of hash-grid fields. For
-  transforms.json captures it records the scene normalisation and the held-out frames."""
-  config = config.copy_and_resolve_references()
-  config.data.near, config.data.far = float(views.near), float(views.far)
-  if config.data.dataset == "transforms":  # recorded in the run's config.json, so outputs map back
-    config.data.transforms.scene_from_world = tuple(float(v) for v in np.ravel(views.scene_from_world))
-    config.data.transforms.test_frames = tuple(views.split_names["test"])
-  if views.ndc:
-    config.data.scene_box = NDC_SCENE_BOX
-  return config
+def scene_of(config, views, training=False):
+  """The data.scene.Scene of views from this config's loader: their ray bounds, normalisation and held-out frames,
+  the box of config.data.scene_box (the NDC cube for rays in NDC) and the background colour; with `training`
+  (views of the train split), the names of the training frames too."""
+  scene = scene_lib.of_views(views, config.data.scene_box, scene_lib.background_of(config.data))
+  return dataclasses.replace(scene, train_frames=tuple(views.names)) if training else scene

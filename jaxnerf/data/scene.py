@@ -29,6 +29,7 @@ class Scene:
     ndc: rays are in normalised device coordinates (forward-facing LLFF scenes).
     background: RGB that transparent pixels were composited onto and renders show where rays are not absorbed.
     test_frames: the held-out frames, where the loader chose the split (transforms.json captures), else None.
+    train_frames: the training frames in the order of the run's views (their learned corrections), where known.
   """
   near: float
   far: float
@@ -37,6 +38,7 @@ class Scene:
   ndc: bool = False
   background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
   test_frames: Optional[Tuple[str, ...]] = None
+  train_frames: Optional[Tuple[str, ...]] = None
 
   @property
   def scene_from_world_matrix(self):
@@ -55,7 +57,8 @@ class Scene:
                   scene_box=tuple(float(v) for v in fields["scene_box"]),
                   scene_from_world=tuple(float(v) for v in fields["scene_from_world"]), ndc=bool(fields["ndc"]),
                   background=tuple(float(v) for v in fields["background"]),
-                  test_frames=None if fields.get("test_frames") is None else tuple(map(str, fields["test_frames"])))
+                  test_frames=None if fields.get("test_frames") is None else tuple(map(str, fields["test_frames"])),
+                  train_frames=None if fields.get("train_frames") is None else tuple(map(str, fields["train_frames"])))
     except (ValueError, KeyError, TypeError) as e:
       raise DataError(f"{where}: not a jaxnerf scene description ({type(e).__name__}: {e})") from None
     numbers = (scene.near, scene.far, *scene.scene_box, *scene.scene_from_world)
@@ -64,10 +67,13 @@ class Scene:
     return scene
 
   def differences(self, other, tolerance=1e-5):
-    """Names of the facts in which `other` differs from this scene (numbers to within `tolerance`)."""
+    """Names of the facts in which `other` differs from this scene (numbers to within `tolerance`; the training
+    frames only where both know them)."""
     names = []
     for field in dataclasses.fields(self):
       a, b = getattr(self, field.name), getattr(other, field.name)
+      if field.name == "train_frames" and (a is None or b is None):  # known only to scenes of training views
+        continue
       if isinstance(a, float) or (isinstance(a, tuple) and a and isinstance(a[0], float)):
         same = np.shape(a) == np.shape(b) and np.allclose(a, b, rtol=tolerance, atol=tolerance)
       else:
@@ -77,15 +83,15 @@ class Scene:
     return names
 
 
-def of_views(views, scene_box):
+def of_views(views, scene_box, background):
   """The Scene of views from a loader; `scene_box` is the user's box (config.data.scene_box), which rays in NDC
-  replace with the NDC cube."""
+  replace with the NDC cube; `background` the RGB renders show where rays are not absorbed."""
   split_names = views.split_names or {}
   test_frames = split_names.get("test")
   return Scene(near=float(views.near), far=float(views.far),
                scene_box=NDC_SCENE_BOX if views.ndc else tuple(float(v) for v in scene_box),
                scene_from_world=tuple(float(v) for v in np.ravel(views.scene_from_world)), ndc=bool(views.ndc),
-               background=tuple(float(c) for c in views.background),
+               background=tuple(float(c) for c in background),
                test_frames=None if test_frames is None else tuple(test_frames))
 
 
@@ -104,3 +110,15 @@ def load(workdir):
   except (OSError, UnicodeDecodeError) as e:
     raise DataError(f"{path}: cannot be read ({e})") from None
   return Scene.from_json(text, path)
+
+
+def background_of(data_config):
+  """The background colour config.data.white_background asks for: white, else black."""
+  return (1.0, 1.0, 1.0) if data_config.white_background else (0.0, 0.0, 0.0)
+
+
+def of_settings(data_config):
+  """The Scene that config.data's own bounds, box and background describe, for rays made without a loader (tests
+  and benchmarks of synthetic rays)."""
+  return Scene(near=float(data_config.near), far=float(data_config.far),
+               scene_box=tuple(float(v) for v in data_config.scene_box), background=background_of(data_config))

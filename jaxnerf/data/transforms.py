@@ -26,15 +26,16 @@ import numpy as np
 from jaxnerf.core import rays as rays_lib
 from jaxnerf.data import colmap
 from jaxnerf.core import poses as poses_lib
-from jaxnerf.data.blender import composite_on_background
-from jaxnerf.data.blender import downsample_premultiplied
-from jaxnerf.data.blender import is_number
-from jaxnerf.data.blender import read_json
-from jaxnerf.data.blender import scene_relative_path
-from jaxnerf.data.blender import short_repr
+from jaxnerf.data.images import composite_on_background
+from jaxnerf.data.images import downsample_premultiplied
 from jaxnerf.data.images import read_rgba
+from jaxnerf.data.images import read_size
+from jaxnerf.data.scene_files import frame_pose
+from jaxnerf.data.scene_files import is_number
+from jaxnerf.data.scene_files import read_json
+from jaxnerf.data.scene_files import scene_relative_path
+from jaxnerf.data.scene_files import short_repr
 from jaxnerf.data.views import Views
-from jaxnerf.data.views import check_pose
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import DataError
 
@@ -165,17 +166,6 @@ def points_depths(frames):
   return np.asarray(pairs, np.float64)
 
 
-def frame_pose(frame, where):
-  try:
-    pose = np.asarray(frame["transform_matrix"], dtype=np.float64)
-  except (TypeError, ValueError, OverflowError):
-    raise DataError(f"{where}: 'transform_matrix' must be a 4x4 array of numbers") from None
-  if np.any(np.abs(pose[np.isfinite(pose)]) > np.finfo(np.float32).max):
-    raise DataError(f"{where}: 'transform_matrix' has entries too large for float32")
-  check_pose(pose, where, field="transform_matrix", shapes=((4, 4), (3, 4)))
-  return pose[:3, :4]
-
-
 def factor_for_long_side(data_dir, path, camera, long_side):
   """The integer downsampling factor (at least 1) that brings a photo's long side nearest `long_side` pixels, from
   its camera keys `w` and `h` when both are numbers, else from the photo at `path` (relative to data_dir)."""
@@ -187,7 +177,7 @@ def factor_for_long_side(data_dir, path, camera, long_side):
 
 
 def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, normalize=True, centre="auto",
-               near=-1.0, far=-1.0, stride=1, pixel_center=True, long_side=0):
+               near=-1.0, far=-1.0, stride=1, pixel_center=True, long_side=0, check_only=False):
   """Load one split ("train", "val" or "test") of a transforms.json capture.
 
   Args:
@@ -202,6 +192,8 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
     long_side: when positive, replaces `factor` by the one that brings the first frame's long side nearest this
       many pixels (factor_for_long_side); the last rows and columns that do not fill a factor x factor block are
       dropped (pixel coordinates start at the top left corner, so the intrinsics stay exact).
+    check_only: check every frame of the split (pose, camera keys, its photo's header: readable, of the size its
+      w and h give) and return None, without decoding the photos.
 
   Returns:
     Views with per-view intrinsics and lens distortion, `scene_from_world` [4, 4] (the normalisation),
@@ -247,13 +239,17 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
   for row, i in enumerate(indices):
     where = f"{json_path}: frame {i} ({paths[i]})"
     image_path, extra_factor = image_path_of(data_dir, paths[i], factor)
-    rgba = read_rgba(image_path)
-    h, w = rgba.shape[:2]
-    if long_side > 0:
-      rgba = rgba[:h - h % extra_factor, :w - w % extra_factor]
-    if rgba.shape[0] % extra_factor or rgba.shape[1] % extra_factor:
+    rgba = None if check_only else read_rgba(image_path)
+    h, w = read_size(image_path) if check_only else rgba.shape[:2]
+    kept = (h - h % extra_factor, w - w % extra_factor) if long_side > 0 else (h, w)
+    if kept[0] % extra_factor or kept[1] % extra_factor:
       raise DataError(f"{image_path}: downsampling factor {extra_factor} does not divide the image size {w}x{h}")
     loaded = (h // extra_factor, w // extra_factor)
+    if check_only:
+      camera = {**global_camera, **{k: frames[i][k] for k in CAMERA_KEYS if k in frames[i]}}
+      camera_of(camera, w * (factor // extra_factor), h * (factor // extra_factor), where, factor // extra_factor)
+      continue
+    rgba = rgba[:kept[0], :kept[1]]
     if images is None:  # filled in place: a list and a stacked copy would need twice the memory
       images = np.empty((len(indices), *loaded, 3), np.float32)
       alpha = np.empty((len(indices), *loaded), np.float32)
@@ -270,6 +266,8 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
     premultiplied = downsample_premultiplied(rgba, extra_factor)
     images[row] = composite_on_background(premultiplied, background)
     alpha[row] = premultiplied[..., 3]
+  if check_only:
+    return None
   if models == {"pinhole", "opencv"}:  # distortion-free frames of an OpenCV camera are pinhole frames of it
     models = {"opencv"}
   if len(models) > 1:

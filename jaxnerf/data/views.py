@@ -5,19 +5,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from jaxnerf.core import rays as rays_lib
-from jaxnerf.errors import DataError
-
-
-def check_pose(pose, where, field="camera pose", shapes=((3, 4), (4, 4))):
-  """Raise DataError unless `pose` has one of `shapes` and is finite with a rotation as its 3x3 block."""
-  if pose.shape not in shapes:
-    raise DataError(f"{where}: {field} must be {' or '.join('x'.join(map(str, s)) for s in shapes)}, "
-                    f"got shape {pose.shape}")
-  if not np.all(np.isfinite(pose)):
-    raise DataError(f"{where}: {field} has non-finite entries")
-  rotation = pose[:3, :3]
-  if not np.allclose(rotation @ rotation.T, np.eye(3), atol=1e-3) or abs(np.linalg.det(rotation) - 1) > 1e-3:
-    raise DataError(f"{where}: {field} is not a rigid transform (its 3x3 block is not a rotation)")
 
 
 @dataclasses.dataclass

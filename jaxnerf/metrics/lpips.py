@@ -89,13 +89,18 @@ def weights_path(net):
   return os.path.join(WEIGHTS_DIR, f"{net}.npz")
 
 
+def check_net(net, allow_none=False):
+  """ConfigError naming config.eval.lpips_net unless `net` is one of NETS (or '' for no LPIPS, if allowed)."""
+  if net not in NETS and not (allow_none and net == ""):
+    raise ConfigError(f"config.eval.lpips_net: expected one of {', '.join(NETS)} or '' (no LPIPS), got {net!r}")
+
+
 def load_weights(net):
   """{"conv<i>.kernel": (kh, kw, cin, cout), "conv<i>.bias": (cout,), "lin<i>": (C_i,)} float32 arrays of `net`.
 
   Raises ConfigError (naming config.eval.lpips_net) for an unknown net or weights not converted yet.
   """
-  if net not in NETS:
-    raise ConfigError(f"config.eval.lpips_net: expected one of {', '.join(NETS)} or '' (no LPIPS), got {net!r}")
+  check_net(net)
   path = weights_path(net)
   if not os.path.exists(path):
     raise ConfigError(f"config.eval.lpips_net={net!r}: the LPIPS weights {path} are missing; run "

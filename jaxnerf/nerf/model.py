@@ -155,9 +155,10 @@ def mip_levels(config, make_field, scene_box):
 SAMPLERS = {"hierarchical": hierarchical_levels, "proposal": proposal_levels, "mip": mip_levels}
 
 
-def build_model(config, scene_box=None):
-  """The Renderer that config.model describes, its bounded fields over `scene_box` (default
-  config.data.scene_box)."""
+def build_model(config, scene=None):
+  """The Renderer that config.model describes in `scene` (a data.scene.Scene: its bounded fields cover
+  scene.scene_box, and renders show scene.background); without a scene (synthetic rays in tests), config.data's
+  box and a white background."""
   m = config.model
   if m.field not in fields_lib.FIELDS:
     raise ConfigError(f"config.model.field: expected one of {tuple(fields_lib.FIELDS)}, got {m.field!r}")
@@ -166,9 +167,9 @@ def build_model(config, scene_box=None):
   if m.sampler == "mip" and m.field != "mlp":
     raise ConfigError(f"config.model.field: the mip sampler needs the 'mlp' field (the integrated encoding of "
                       f"conical frustums), got {m.field!r}")
-  scene_box = tuple(config.data.scene_box if scene_box is None else scene_box)
+  scene_box = tuple(config.data.scene_box if scene is None else scene.scene_box)
+  background = (1.0, 1.0, 1.0) if scene is None else tuple(scene.background)
   levels = SAMPLERS[m.sampler](config, fields_lib.FIELDS[m.field].build, scene_box)
-  background = (1.0, 1.0, 1.0) if config.data.white_background else (0.0, 0.0, 0.0)
   return Renderer(fields=tuple(levels.fields), samplers=tuple(levels.samplers),
                   level_fields=tuple(levels.level_fields), density_noise=m.density_noise, background=background,
                   cones=levels.cones, contraction=m.contraction)

@@ -117,25 +117,12 @@ def sample_pdf(key, bins, weights, num_samples, randomized, eps=1e-5):
   Returns:
     [..., num_samples] sorted samples inside [bins[..., 0], bins[..., -1]].
   """
-  weights = weights + eps
-  pdf = weights / jnp.sum(weights, axis=-1, keepdims=True)
-  cdf = jnp.minimum(1.0, jnp.cumsum(pdf[..., :-1], axis=-1))
-  cdf = jnp.concatenate([jnp.zeros_like(cdf[..., :1]), cdf, jnp.ones_like(cdf[..., :1])], axis=-1)
-  batch_shape = cdf.shape[:-1]
+  batch_shape = bins.shape[:-1]
   if randomized:
     u = jnp.sort(jax.random.uniform(key, (*batch_shape, num_samples)), axis=-1)
   else:
     u = jnp.broadcast_to(jnp.linspace(0.0, 1.0, num_samples), (*batch_shape, num_samples))
-  # For each level u find the bin i with cdf[i] <= u < cdf[i+1], by comparison rather than a per-ray binary
-  # search: num_bins is small and this vectorises on every backend.
-  below = u[..., None, :] >= cdf[..., :, None]  # [..., num_bins + 1, num_samples]
-  cdf_lo = jnp.max(jnp.where(below, cdf[..., :, None], cdf[..., :1, None]), axis=-2)
-  bin_lo = jnp.max(jnp.where(below, bins[..., :, None], bins[..., :1, None]), axis=-2)
-  cdf_hi = jnp.min(jnp.where(below, cdf[..., -1:, None], cdf[..., :, None]), axis=-2)
-  bin_hi = jnp.min(jnp.where(below, bins[..., -1:, None], bins[..., :, None]), axis=-2)
-  denom = cdf_hi - cdf_lo
-  frac = jnp.where(denom > 0, (u - cdf_lo) / jnp.where(denom > 0, denom, 1.0), 0.0)
-  return jnp.clip(bin_lo + frac * (bin_hi - bin_lo), bins[..., :1], bins[..., -1:])
+  return stepfun.invert_cdf(u, bins, weights + eps)
 
 
 def hierarchical_samples(key, t_coarse, weights, num_samples, randomized):

@@ -14,10 +14,6 @@ import orbax.checkpoint as ocp
 
 from jaxnerf.errors import WorkdirError
 
-# Fields of the training state that checkpoints of earlier versions lack; they restore with the template's values.
-ADDED_FIELDS = ("density_grid",)
-
-
 def manager(directory, keep=3, read_only=False):
   """A CheckpointManager for `directory` (relative paths are resolved against the current directory, as orbax
   needs absolute ones). Saves are synchronous so a checkpoint is complete (or absent) when save() returns.
@@ -47,9 +43,10 @@ def save(mngr, step, state):
   mngr.wait_until_finished()
 
 
-def restore_latest(mngr, template, step=None):
+def restore_latest(mngr, template, step=None, added_fields=()):
   """The latest checkpoint (or the one of `step`) restored with the structure, shapes and dtypes of
-  `template`, or None if there is none. Raises WorkdirError if `step` has no checkpoint, or if the checkpoint's
+  `template`, or None if there is none. Fields of the template named in `added_fields` (added to the state after
+  some checkpoints were written) keep the template's values where a checkpoint lacks them. Raises WorkdirError if `step` has no checkpoint, or if the checkpoint's
   parameters do not fit the template's (a checkpoint of another model); this is checked from the stored
   metadata, before any array is read."""
   if step is None:
@@ -69,9 +66,9 @@ def restore_latest(mngr, template, step=None):
   missing = [field.name for field in dataclasses.fields(template) if field.name not in metadata]
   if not missing:
     return mngr.restore(step, args=ocp.args.StandardRestore(template))
-  if set(missing) - set(ADDED_FIELDS):
+  if set(missing) - set(added_fields):
     raise WorkdirError(f"{mngr.directory}/{step}: checkpoint lacks {', '.join(missing)} of the training state")
-  # Written before the fields in ADDED_FIELDS existed: those keep the template's values, all others are restored.
+  # Written before the fields in added_fields existed: those keep the template's values, all others are restored.
   stored_tree = mngr.restore(step, args=ocp.args.StandardRestore(None))
   paths_and_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
   leaves = []

@@ -6,7 +6,6 @@ with density after its activation, as Renderer.field_at gives it; the functions 
 that analytic fields test them. A jax.tree_util.Partial holding the function's parameters passes them to the
 compiled calls as arguments rather than as constants baked into the program.
 """
-import json
 import os
 
 import jax
@@ -14,14 +13,16 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jaxnerf.core import compositing
 from jaxnerf import config as config_lib
-from jaxnerf.run import evaluate as eval_lib
-from jaxnerf.run import rendering as render
-from jaxnerf.run import train as train_lib
+from jaxnerf.core import compositing
+from jaxnerf.data import images
 from jaxnerf.data import loaders
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import UserError
+from jaxnerf.run import geometry_cleanup as cleanup_lib
+from jaxnerf.run import rendering
+from jaxnerf.run import state as state_lib
+from jaxnerf.run import workdir as workdir_lib
 
 WHATS = ("mesh", "pointcloud")
 FORMATS = {"mesh": ("ply", "obj"), "pointcloud": ("ply",)}
@@ -32,6 +33,8 @@ POINTS_PER_CALL = 2**16
 # semi-transparent shell where the density crosses the threshold.
 COLOR_OFFSET = 2.0
 COLOR_SAMPLES = 16
+# Culling: a vertex within this many voxels of a camera's rendered surface is that surface.
+CULL_TOLERANCE = 3.0
 # NDC depth 1 is infinitely far: vertices and points beyond this are dropped when mapping NDC back to the scene.
 MAX_NDC_DEPTH = 0.999
 
@@ -196,24 +199,6 @@ def ndc_to_scene(points, width, height, focal, near=1.0):
   return np.stack([x, y, z], axis=-1)
 
 
-def scene_from_world_of(workdir, views):
-  """The [4, 4] normalisation from the input's frame into the scene that the run was trained in: the one its
-  config.json records (data.transforms.scene_from_world, transforms.json captures), else the loader's (identity
-  for Blender and LLFF scenes)."""
-  path = os.path.join(workdir, "config.json")
-  try:
-    with open(path) as f:
-      recorded = json.load(f)["data"]["transforms"]["scene_from_world"]
-  except (OSError, ValueError, KeyError, TypeError):
-    recorded = ()
-  if recorded:
-    matrix = np.asarray(recorded, np.float64)
-    if matrix.shape != (16,) or not np.all(np.isfinite(matrix)):
-      raise UserError(f"{path}: data.transforms.scene_from_world must be 16 finite numbers (a row-major 4x4)")
-    return matrix.reshape(4, 4)
-  return np.asarray(views.scene_from_world, np.float64)
-
-
 def mesh_in_world(vertices, faces, views, world_from_scene):
   """Mesh vertices [V, 3] from the scene (NDC for forward-facing views) into the input's frame; vertices at
   infinite NDC depth are dropped with their faces. Returns (vertices [V', 3], faces [F', 3], kept [V] bool)."""
@@ -277,23 +262,19 @@ class UniformSample:
     return self.items
 
 
-def to_uint8_colors(colors):
-  return np.round(np.clip(colors, 0.0, 1.0) * 255).astype(np.uint8)
-
-
 def write_mesh(path, file_format, vertices, faces, colors):
   """Write a vertex-coloured triangle mesh as PLY (binary) or OBJ (vertex colours after each position); the file
   is complete or absent."""
-  mesh = import_trimesh().Trimesh(vertices=vertices, faces=faces, vertex_colors=to_uint8_colors(colors),
+  mesh = import_trimesh().Trimesh(vertices=vertices, faces=faces, vertex_colors=images.to_uint8(colors),
                                   process=False)
-  with eval_lib.written_in_place(path) as partial:
+  with workdir_lib.written_in_place(path) as partial:
     mesh.export(partial, file_type=file_format)
 
 
 def write_point_cloud(path, points, colors):
   """Write coloured points as a binary PLY; the file is complete or absent."""
-  cloud = import_trimesh().PointCloud(points, colors=to_uint8_colors(colors))
-  with eval_lib.written_in_place(path) as partial:
+  cloud = import_trimesh().PointCloud(points, colors=images.to_uint8(colors))
+  with workdir_lib.written_in_place(path) as partial:
     cloud.export(partial, file_type="ply")
 
 
@@ -310,8 +291,11 @@ def output_format(what, output, file_format):
   return chosen
 
 
-def check_options(what, resolution, min_opacity, num_points, stride, factor):
-  checks = [(what in WHATS, "--what", f"one of {WHATS}, got {what!r}"),
+def check_options(what, resolution, min_opacity, num_points, stride, factor, cleanup=cleanup_lib.Cleanup()):
+  checks = [(cleanup.cull_stride >= 1 and cleanup.cull_size >= 8, "--cull_stride/cull_size",
+             f"a stride >= 1 and a size >= 8 pixels, got {cleanup.cull_stride} and {cleanup.cull_size}"),
+            (cleanup.components >= 0, "--components", f"0 (all) or a positive number, got {cleanup.components}"),
+            (what in WHATS, "--what", f"one of {WHATS}, got {what!r}"),
             (resolution >= 2, "--resolution", f"at least 2 grid points along the box's longest side, got {resolution}"),
             (0.0 < min_opacity <= 1.0, "--min_opacity", f"an opacity in (0, 1], got {min_opacity}"),
             (num_points >= 0, "--num_points", f"0 (all points) or a positive number, got {num_points}"),
@@ -322,16 +306,30 @@ def check_options(what, resolution, min_opacity, num_points, stride, factor):
       raise ConfigError(f"{flag}: expected {expected}")
 
 
+def camera_depths(render_chunk, variables, views, cull_size, chunk):
+  """geometry_cleanup.CameraDepth of each view, rendered with its long side near `cull_size` pixels."""
+  factor = max(1, int(round(max(views.width, views.height) / cull_size)))
+  cameras = []
+  for i in range(len(views)):
+    rendered = rendering.render_rays(render_chunk, variables, views.camera_rays(views.cam_to_world[i], factor, view=i),
+                                     chunk)
+    acc = rendered["acc"]
+    depth = np.where(acc >= 0.5, rendered["depth"] / np.maximum(acc, 1e-6), np.nan)
+    cameras.append(cleanup_lib.CameraDepth(views.cam_to_world[i], views.intrinsics[i] / factor, depth))
+  return cameras
+
+
 def export(config, workdir, what, output=None, file_format="", resolution=256, threshold=10.0, min_opacity=0.95,
-           num_points=1_000_000, stride=1, factor=1, step=None):
+           num_points=1_000_000, stride=1, factor=1, step=None, cleanup=cleanup_lib.Cleanup()):
   """Export the latest checkpoint in workdir (or the one of `step`) as a mesh or a point cloud in the input's
   frame (the inverse of the loader's scene normalisation, and of NDC for forward-facing scenes).
 
-  mesh: marching cubes on the finest field's density sampled over config.data.scene_box, `resolution` points
-  along its longest side, at density `threshold`; vertex colours as surface_colors sees them.
+  mesh: marching cubes on the finest field's density sampled over the scene's box (scene.json), `resolution` points
+  along its longest side, at density `threshold`, cleaned as `cleanup` says; vertex colours as surface_colors sees
+  them.
   pointcloud: the training views (every `stride`-th, at 1/`factor` size) rendered; a point per pixel whose
-  opacity is at least `min_opacity`, at its rendered depth, with its colour; a uniform sample of `num_points` of
-  them (0: all).
+  opacity is at least `min_opacity`, at its rendered depth, with its colour (within the scene box, as `cleanup`
+  says); a uniform sample of `num_points` of them (0: all).
 
   Writes `output` (default DIR/export/<what>_<step>.<format>); only process 0 of a multi-process run writes.
 
@@ -339,53 +337,77 @@ def export(config, workdir, what, output=None, file_format="", resolution=256, t
     dict with "path", "step", "format" and "vertices" and "faces" (mesh) or "points" (point cloud).
   """
   config_lib.validate(config, 1)
-  check_options(what, resolution, min_opacity, num_points, stride, factor)
+  check_options(what, resolution, min_opacity, num_points, stride, factor, cleanup)
   file_format = output_format(what, output, file_format)
   import_trimesh()  # a missing library fails here, before anything is computed
   if what == "mesh":
     import_skimage_measure()
-  # The mesh needs only the scene's frame (one view); the point cloud renders the views.
-  views = loaders.load_views(config, "train", stride=stride if what == "pointcloud" else 10**9)
-  config = loaders.with_scene_bounds(config, views)
-  world_from_scene = np.linalg.inv(scene_from_world_of(workdir, views))
-  model, state = eval_lib.restore_trained(config, workdir, step)
-  step = int(state.step)
-  output = output or os.path.join(workdir, "export", f"{what}_{step}.{file_format}")
-  lead = train_lib.is_lead_process()
-  variables = {"params": state.params}
-  field_fn = jax.tree_util.Partial(
-      lambda variables, points, viewdirs: model.apply(variables, points, viewdirs, method="field_at"), variables)
-  result = {"step": step, "format": file_format, "path": output}
-
+  # The mesh renders the views it culls with; the point cloud the views it is made of.
+  views_stride = stride if what == "pointcloud" else cleanup.cull_stride if cleanup.cull else 10**9
+  views = loaders.load_views(config, "train", stride=views_stride)
+  scene = workdir_lib.run_scene(workdir, loaders.scene_of(config, views))
+  model, state = state_lib.restore_trained(config, workdir, scene, step)
+  views = state_lib.refined_views(views, state, views_stride)  # the cameras as training refined them
+  output = output or os.path.join(workdir, "export", f"{what}_{int(state.step)}.{file_format}")
+  result = {"step": int(state.step), "format": file_format, "path": output}
+  render_chunk = rendering.make_render_chunk(model, scene, config)
   if what == "mesh":
-    axes, voxel = grid_axes(config.data.scene_box, resolution)
-    grid = density_grid(field_fn, axes, progress=lead)
-    vertices, faces, normals = marching_cubes(grid, axes, threshold)
-    colors = surface_colors(field_fn, vertices, normals, COLOR_OFFSET * voxel, progress=lead)
-    vertices, faces, kept = mesh_in_world(vertices, faces, views, world_from_scene)
-    if lead:
+    vertices, faces, colors = _mesh(config, model, state, scene, views, render_chunk, resolution, threshold, cleanup)
+    vertices, faces, kept = mesh_in_world(vertices, faces, views, np.linalg.inv(scene.scene_from_world_matrix))
+    if workdir_lib.is_lead_process():
       os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
       write_mesh(output, file_format, vertices, faces, colors[kept])
     return dict(result, vertices=len(vertices), faces=len(faces))
-
-  render_chunk = render.make_render_chunk(model, views.near, views.far, config)
-  sample = UniformSample(num_points)
-  for i in tqdm.trange(len(views), unit="view", desc="rendering training views", dynamic_ncols=True,
-                       disable=not lead):
-    rays = views.camera_rays(views.cam_to_world[i], factor, view=i)
-    flat = jax.tree.map(lambda x: x.reshape(-1, x.shape[-1]), rays)
-    rendered = render.render_rays(render_chunk, variables, flat, config.eval.chunk)
-    points, colors = opaque_points(flat, rendered, min_opacity, loaders.background_of(config.data))
-    if views.ndc:
-      near_enough = points[:, 2] < MAX_NDC_DEPTH
-      points, colors = ndc_to_scene(points[near_enough], views.width, views.height, views.focal), colors[near_enough]
-    sample.add(points, colors)
-  points, colors = sample.result()
+  points, colors = _point_cloud(config, state, scene, views, render_chunk, min_opacity, num_points, factor, cleanup)
   if len(points) == 0:
     raise UserError(f"{workdir}: no pixel of the training views is rendered with opacity >= {min_opacity}; lower "
                     "--min_opacity")
-  points = transform_points(world_from_scene, points)
-  if lead:
+  points = transform_points(np.linalg.inv(scene.scene_from_world_matrix), points)
+  if workdir_lib.is_lead_process():
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     write_point_cloud(output, points, colors)
   return dict(result, points=len(points))
+
+
+def _mesh(config, model, state, scene, views, render_chunk, resolution, threshold, cleanup):
+  """Marching cubes over the scene box, cleaned: (vertices [V, 3], faces [F, 3], colours [V, 3]) in the scene."""
+  lead = workdir_lib.is_lead_process()
+  field_fn = jax.tree_util.Partial(
+      lambda variables, points, viewdirs: model.apply(variables, points, viewdirs, method="field_at"),
+      {"params": state.params})
+  axes, voxel = grid_axes(scene.scene_box, resolution)
+  vertices, faces, normals = marching_cubes(density_grid(field_fn, axes, progress=lead), axes, threshold)
+  kept = np.ones(len(vertices), bool)
+  if cleanup.cull and not views.ndc:
+    cameras = camera_depths(render_chunk, rendering.render_variables(state, config, scene), views,
+                            cleanup.cull_size, config.eval.chunk)
+    kept = cleanup_lib.seen_as_surface(vertices, cameras, CULL_TOLERANCE * voxel)
+  if cleanup.components:
+    kept &= cleanup_lib.largest_components(faces[np.all(kept[faces], axis=1)], len(vertices), cleanup.components)
+  vertices, faces, _ = cleanup_lib.keep_vertices(vertices, faces, kept)
+  if len(faces) == 0:
+    raise UserError("the mesh is empty once cleaned: no training camera sees it as surface (--cull=false keeps "
+                    "everything)")
+  colors = surface_colors(field_fn, vertices, normals[kept], COLOR_OFFSET * voxel, progress=lead)
+  return vertices, faces, colors
+
+
+def _point_cloud(config, state, scene, views, render_chunk, min_opacity, num_points, factor, cleanup):
+  """Points of the rendered training views and their colours, (points [n, 3], colours [n, 3]) in the scene."""
+  variables = {"params": state.params}
+  sample = UniformSample(num_points)
+  bounded = cleanup.in_box and not views.ndc and not config.model.contraction
+  for i in tqdm.trange(len(views), unit="view", desc="rendering training views", dynamic_ncols=True,
+                       disable=not workdir_lib.is_lead_process()):
+    rays = views.camera_rays(views.cam_to_world[i], factor, view=i)
+    flat = jax.tree.map(lambda x: x.reshape(-1, x.shape[-1]), rays)
+    rendered = rendering.render_rays(render_chunk, variables, flat, config.eval.chunk)
+    points, colors = opaque_points(flat, rendered, min_opacity, scene.background)
+    if views.ndc:
+      near_enough = points[:, 2] < MAX_NDC_DEPTH
+      points, colors = ndc_to_scene(points[near_enough], views.width, views.height, views.focal), colors[near_enough]
+    if bounded:
+      inside = cleanup_lib.inside_box(points, scene.scene_box)
+      points, colors = points[inside], colors[inside]
+    sample.add(points, colors)
+  return sample.result()

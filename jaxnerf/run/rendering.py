@@ -13,33 +13,33 @@ from jaxnerf.core import rays as rays_lib
 from jaxnerf.runtime import sharding
 
 
-def render_variables(state, config):
+def render_variables(state, config, scene):
   """What a render chunk takes from a TrainState: the parameters and, when config.occupancy.skip_empty, the
-  occupied cells of its occupancy grid."""
+  occupied cells of its occupancy grid over `scene`'s box."""
   variables = {"params": state.params}
   if config.occupancy.skip_empty:
-    variables["occupied"] = occupied_cells(state.density_grid, config)
+    variables["occupied"] = occupied_cells(state.density_grid, config, scene)
   return variables
 
 
-def occupied_cells(density_grid, config):
-  """[R, R, R] bool: the occupied cells of an occupancy grid of the model of `config`."""
-  return occupancy.occupied_cells(density_grid, config.occupancy, config.data.scene_box, config.model.contraction)
+def occupied_cells(density_grid, config, scene):
+  """[R, R, R] bool: the occupied cells of an occupancy grid of the model of `config` in `scene`."""
+  return occupancy.occupied_cells(density_grid, config.occupancy, scene.scene_box, config.model.contraction)
 
 
-def skipping(cells, config, training):
+def skipping(cells, config, scene, training):
   """The occupancy.Skip of a render (training: one differentiable call per level) over occupied `cells`, with
   the compacted samples split over sharding.data_mesh()."""
   g = config.occupancy
   budgets = tuple(g.train_skip_budgets) if training else (g.skip_budget,)
-  return occupancy.Skip(cells, tuple(config.data.scene_box), config.model.contraction, budgets, one_call=training,
+  return occupancy.Skip(cells, tuple(scene.scene_box), config.model.contraction, budgets, one_call=training,
                         spread=sharding.spread_over(sharding.data_mesh(), always=True), devices=jax.device_count())
 
 
-def make_render_chunk(model, near, far, config=None):
+def make_render_chunk(model, scene, config=None):
   """A jitted function (variables, rays) -> dict of rgb [n, 3], depth, disparity and acc [n] from the finest
-  level, rendered deterministically (no jitter, no noise); `config` (the run's) is needed only with an occupancy
-  grid in the variables. Rays are split over sharding.data_mesh() (n a
+  level of rays in `scene` (data.scene.Scene: its ray bounds and box), rendered deterministically (no jitter, no
+  noise); `config` (the run's) is needed only with an occupancy grid in the variables. Rays are split over sharding.data_mesh() (n a
   multiple of its size), variables replicated; the outputs are replicated, i.e. gathered to every device.
 
   With an occupancy grid in the variables (render_variables), the fields are evaluated only in occupied cells and
@@ -52,8 +52,8 @@ def make_render_chunk(model, near, far, config=None):
   def render_chunk(variables, rays):
     variables = dict(variables)
     occupied = variables.pop("occupied", None)
-    skip = None if occupied is None else skipping(occupied, config, training=False)
-    levels = model.apply(variables, rays, near, far, jax.random.key(0), randomized=False, skip=skip)
+    skip = None if occupied is None else skipping(occupied, config, scene, training=False)
+    levels = model.apply(variables, rays, scene.near, scene.far, jax.random.key(0), randomized=False, skip=skip)
     finest = levels[-1].out
     out = {"rgb": finest.rgb, "depth": finest.depth, "disparity": finest.disparity, "acc": finest.acc}
     if occupied is not None:
@@ -103,8 +103,3 @@ def depth_to_image(depth, acc, near, far):
   """A [height, width] depth map as uint8 greyscale: near is white, far and empty space black."""
   normalized = np.clip((far - depth / np.maximum(acc, 1e-6)) / (far - near), 0.0, 1.0) * (acc > 0.5)
   return np.round(normalized * 255).astype(np.uint8)
-
-
-def to_uint8(image):
-  """[..., 3] float image in [0, 1] -> uint8."""
-  return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)

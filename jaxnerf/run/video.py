@@ -6,14 +6,15 @@ import imageio.v2 as imageio
 import numpy as np
 import tqdm
 
-from jaxnerf.core import camera_paths
 from jaxnerf import config as config_lib
-from jaxnerf.run import evaluate as eval_lib
-from jaxnerf.run import rendering as render
-from jaxnerf.run import train as train_lib
-from jaxnerf.data import loaders
+from jaxnerf.core import camera_paths
 from jaxnerf.core import poses as poses_lib
+from jaxnerf.data import images
+from jaxnerf.data import loaders
 from jaxnerf.errors import ConfigError
+from jaxnerf.run import rendering
+from jaxnerf.run import state as state_lib
+from jaxnerf.run import workdir as workdir_lib
 
 PATHS = ("auto", "spiral", "orbit", "test")
 FORMATS = ("mp4", "gif")
@@ -76,29 +77,29 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
     if not ok:
       raise ConfigError(f"{flag}: expected {expected}")
   path, poses, views = path_poses(path, config, num_frames)
-  config = loaders.with_scene_bounds(config, views)  # NDC scenes fix the hash fields' and grid's box
-  model, state = eval_lib.restore_trained(config, workdir, step)
-  render_chunk = render.make_render_chunk(model, views.near, views.far, config)
-  variables = render.render_variables(state, config)
+  scene = workdir_lib.run_scene(workdir, loaders.scene_of(config, views))
+  model, state = state_lib.restore_trained(config, workdir, scene, step)
+  render_chunk = rendering.make_render_chunk(model, scene, config)
+  variables = rendering.render_variables(state, config, scene)
 
   video_dir = os.path.join(workdir, "videos")
   stem = os.path.join(video_dir, f"{path}_{int(state.step)}")
   outputs = {"rgb": f"{stem}.{video_format}", "depth": f"{stem}_depth.{video_format}"}
-  lead = train_lib.is_lead_process()
+  lead = workdir_lib.is_lead_process()
   if lead:
     os.makedirs(video_dir, exist_ok=True)
   # Written under temporary names, renamed when every frame is in: a stopped render leaves no video that looks
   # complete.
   with contextlib.ExitStack() as files:
-    partial = {name: files.enter_context(eval_lib.written_in_place(file)) for name, file in outputs.items()} \
+    partial = {name: files.enter_context(workdir_lib.written_in_place(file)) for name, file in outputs.items()} \
         if lead else {}
     writers = {name: open_writer(file, fps) for name, file in partial.items()}
     try:
       for pose in tqdm.tqdm(poses, unit="frame", desc=f"rendering {path} path", dynamic_ncols=True,
                             disable=not lead):
-        out = render.render_rays(render_chunk, variables, views.camera_rays(pose, factor), config.eval.chunk)
-        rgb = render.to_uint8(out["rgb"])
-        depth = render.depth_to_image(out["depth"], out["acc"], views.near, views.far)
+        out = rendering.render_rays(render_chunk, variables, views.camera_rays(pose, factor), config.eval.chunk)
+        rgb = images.to_uint8(out["rgb"])
+        depth = rendering.depth_to_image(out["depth"], out["acc"], scene.near, scene.far)
         if video_format == "mp4":
           rgb, depth = even_crop(rgb), even_crop(depth)
         if lead:

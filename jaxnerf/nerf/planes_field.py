@@ -51,14 +51,17 @@ def interpolate_planes(planes, x):
   """
   num_planes, resolution, _, num_features = planes.shape
   cell, frac = plane_cells(x[..., jnp.asarray(PLANE_AXES)], resolution)  # [..., 3, 2] each
-  # Rows of each cell's 4 corners in the planes flattened to [3 R R, F]: one gather for all planes and corners.
-  offsets = jnp.arange(2, dtype=jnp.int32)
-  rows = ((jnp.arange(num_planes, dtype=jnp.int32) * resolution)[:, None, None] +
-          cell[..., 0, None, None] + offsets[:, None]) * resolution + cell[..., 1, None, None] + offsets
-  values = planes.reshape(-1, num_features)[rows]  # [..., 3, 2 (first axis), 2 (second axis), F]
-  per_axis = jnp.stack([1.0 - frac, frac], axis=-2)  # [..., 3, 2 (lower, upper), 2 (axis)]
-  weights = per_axis[..., :, None, 0] * per_axis[..., None, :, 1]  # [..., 3, 2, 2]
-  return jnp.sum(weights[..., None] * values, axis=(-3, -2))
+  flat = planes.reshape(-1, num_features)
+  # Row of each cell's lower corner in the planes flattened to [3 R R, F].
+  lower = (jnp.arange(num_planes, dtype=jnp.int32) * resolution + cell[..., 0]) * resolution + cell[..., 1]
+  features = 0.0
+  # Corner by corner: the [..., 3, F] values of one corner at a time, not all four at once, keep the memory of
+  # large evaluations (occupancy refreshes of 2^18 points) down.
+  for di in (0, 1):
+    for dj in (0, 1):
+      weight = (frac[..., 0] if di else 1.0 - frac[..., 0]) * (frac[..., 1] if dj else 1.0 - frac[..., 1])
+      features = features + weight[..., None] * flat[lower + di * resolution + dj]
+  return features
 
 
 def multiscale_features(planes_per_scale, x):

@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxnerf.core import contraction as contraction_lib
-from jaxnerf.nerf import encoding
 from jaxnerf.nerf import hash_encoding
 from jaxnerf.nerf import layers
 
@@ -42,15 +41,9 @@ class HashField(nn.Module):
     dense = layers.dense_maker(self.kernel_init, self.compute_dtype)
     batch_shape = points.shape[:-1]
     x, inside = contraction_lib.unit_coordinates(points, self.scene_box, self.contraction)
-    h = self.activation(dense(self.density_width)(self.encoding(layers.rows(x))))
-    out = dense(1 + self.geo_features)(h)
-    raw_density = jnp.where(inside.reshape(-1), out[:, 0], layers.EMPTY_RAW_DENSITY)
-    view = layers.rows(encoding.spherical_harmonics(viewdirs, self.sh_degree))
-    h = self.activation(layers.add_per_ray(dense(self.color_width)(out), dense(self.color_width, use_bias=False)(view)))
-    for _ in range(self.color_depth - 1):
-      h = self.activation(dense(self.color_width)(h))
-    rgb = nn.sigmoid(dense(3)(h)).reshape(*batch_shape, 3)
-    return rgb, raw_density.reshape(batch_shape)
+    rgb, raw_density = layers.density_and_color_heads(self, dense, self.encoding(layers.rows(x)), inside.reshape(-1),
+                                                      viewdirs)
+    return rgb.reshape(*batch_shape, 3), raw_density.reshape(batch_shape)
 
 
 class HashDensityField(nn.Module):

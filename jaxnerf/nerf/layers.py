@@ -13,6 +13,7 @@ from jax.experimental import layout
 import jax.numpy as jnp
 
 from jaxnerf.errors import ConfigError
+from jaxnerf.nerf import encoding
 
 Initializer = Callable[..., jnp.ndarray]
 
@@ -133,3 +134,30 @@ def compute_dtype(config):
   if name not in COMPUTE_DTYPES:
     raise ConfigError(f"config.model.compute_dtype: expected one of {COMPUTE_DTYPES}, got {name!r}")
   return jnp.dtype(name)
+
+
+def density_and_color_heads(field, dense, features, inside, viewdirs):
+  """The heads of a grid field (hash grid, planes), called inside its compact __call__: one hidden layer of
+  field.density_width units from the encoded points to the raw density and field.geo_features more values;
+  those, with the view direction's spherical harmonics (field.sh_degree bands), through field.color_depth hidden
+  layers of field.color_width units to the colour.
+
+  Args:
+    field: the calling module (its widths, depths and activation).
+    dense: layers.dense_maker's layer maker.
+    features: [rows, f] encoded points, ray-major.
+    inside: [rows] bool, whether each point lies in the field's space (the others get EMPTY_RAW_DENSITY).
+    viewdirs: [..., 3] unit directions, one per ray.
+
+  Returns:
+    rgb [rows, 3] in (0, 1) and raw density [rows].
+  """
+  h = field.activation(dense(field.density_width)(features))
+  out = dense(1 + field.geo_features)(h)
+  raw_density = jnp.where(inside, out[:, 0], EMPTY_RAW_DENSITY)
+  # The view direction's layer is applied once per ray and broadcast over the ray's samples.
+  view = rows(encoding.spherical_harmonics(viewdirs, field.sh_degree))
+  h = field.activation(add_per_ray(dense(field.color_width)(out), dense(field.color_width, use_bias=False)(view)))
+  for _ in range(field.color_depth - 1):
+    h = field.activation(dense(field.color_width)(h))
+  return nn.sigmoid(dense(3)(h)), raw_density

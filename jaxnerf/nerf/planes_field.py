@@ -16,7 +16,6 @@ import ml_collections
 
 from jaxnerf.core import contraction as contraction_lib
 from jaxnerf.errors import ConfigError
-from jaxnerf.nerf import encoding
 from jaxnerf.nerf import layers
 
 # The (first, second) axes that each plane spans, in the order of the planes' leading axis: xy, xz, yz.
@@ -121,16 +120,9 @@ class PlanesField(nn.Module):
     dense = layers.dense_maker(self.kernel_init, self.compute_dtype)
     batch_shape = points.shape[:-1]
     x, inside = contraction_lib.unit_coordinates(points, self.scene_box, self.contraction)
-    h = self.activation(dense(self.density_width)(self.encoding(layers.rows(x))))
-    out = dense(1 + self.geo_features)(h)
-    raw_density = jnp.where(inside.reshape(-1), out[:, 0], layers.EMPTY_RAW_DENSITY)
-    # The view direction's layer is applied once per ray and broadcast over the ray's samples.
-    view = layers.rows(encoding.spherical_harmonics(viewdirs, self.sh_degree))
-    h = self.activation(layers.add_per_ray(dense(self.color_width)(out), dense(self.color_width, use_bias=False)(view)))
-    for _ in range(self.color_depth - 1):
-      h = self.activation(dense(self.color_width)(h))
-    rgb = nn.sigmoid(dense(3)(h)).reshape(*batch_shape, 3)
-    return rgb, raw_density.reshape(batch_shape)
+    rgb, raw_density = layers.density_and_color_heads(self, dense, self.encoding(layers.rows(x)), inside.reshape(-1),
+                                                      viewdirs)
+    return rgb.reshape(*batch_shape, 3), raw_density.reshape(batch_shape)
 
 
 def default_config():

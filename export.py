@@ -33,8 +33,8 @@ flags.DEFINE_integer("num_points", 1_000_000, "Point cloud: a uniform random sam
 flags.DEFINE_integer("stride", 1, "Point cloud: render every stride-th training view.")
 flags.DEFINE_integer("factor", 1, "Point cloud: render at 1/factor of the training image size.")
 flags.DEFINE_integer("step", None, "Export the checkpoint of this step (default: the latest).")
-flags.DEFINE_bool("cull", True, "Mesh: keep only what some training camera sees as surface (no floaters where no "
-                  "camera looks, or where the cameras see empty space).")
+flags.DEFINE_bool("cull", True, "Keep only what some training camera sees as surface (no floaters where no camera "
+                  "looks, or where the cameras or their photos' alpha show empty space).")
 flags.DEFINE_integer("cull_stride", 4, "Mesh culling: use every cull_stride-th training view.")
 flags.DEFINE_integer("cull_size", 128, "Mesh culling: render those views with their long side near this many pixels.")
 flags.DEFINE_integer("components", 0, "Mesh: keep only this many largest connected pieces (0: all).")

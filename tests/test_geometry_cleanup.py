@@ -95,3 +95,19 @@ def test_largest_components():
 def test_inside_box():
   points = np.array([[0.0, 0.0, 0.0], [1.5, 0.0, 0.0], [1.6, 0.0, 0.0], [0.0, -2.0, 0.0]])
   np.testing.assert_array_equal(cleanup.inside_box(points, (-1.5,) * 3 + (1.5,) * 3), [1, 1, 0, 0])
+
+
+def test_transparent_photo_pixels_are_empty_space_whatever_the_field_renders():
+  """A field that renders an opaque ball everywhere it is seen, but whose photo is transparent on the right half:
+  the camera sees empty space there (a field explaining a white background with white density is no surface)."""
+  renderer = renderer_of(BallAndHiddenBlob(), num_samples=64)
+  alpha = np.ones((1, 32, 32), np.float32)
+  alpha[:, :, 16:] = 0.0
+  views = views_lib.Views(np.zeros((1, 32, 32, 3), np.float32), looking_at_origin(np.array([3.0, 0.0, 0.0]))[None]
+                          .astype(np.float32), 24.0, 1.0, 6.0, ["a"], alpha=alpha)
+  render_chunk = rendering.make_render_chunk(renderer, scene_lib.Scene(1.0, 6.0, (-1.6,) * 3 + (1.6,) * 3))
+  (camera,) = export_lib.camera_depths(render_chunk, {}, views, 32, 1024)
+  ball = np.isfinite(camera.depth[:, :16])
+  assert ball.sum() > 50 and not np.isfinite(camera.depth[:, 16:]).any()
+  np.testing.assert_array_equal(export_lib.photo_opaque(views, 0, 2, (16, 16))[:, :8], True)
+  np.testing.assert_array_equal(export_lib.photo_opaque(views, 0, 2, (16, 16))[:, 8:], False)

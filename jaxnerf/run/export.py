@@ -306,15 +306,27 @@ def check_options(what, resolution, min_opacity, num_points, stride, factor, cle
       raise ConfigError(f"{flag}: expected {expected}")
 
 
+def photo_opaque(views, view, factor, shape):
+  """[h, w] bool: where the photo of `view`, area-downsampled by `factor` to `shape`, is at least half opaque
+  (everywhere for views without alpha)."""
+  if views.alpha is None:
+    return np.ones(shape, bool)
+  h, w = shape
+  return views.alpha[view, :h * factor, :w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3)) >= 0.5
+
+
 def camera_depths(render_chunk, variables, views, cull_size, chunk):
-  """geometry_cleanup.CameraDepth of each view, rendered with its long side near `cull_size` pixels."""
+  """geometry_cleanup.CameraDepth of each view, rendered with its long side near `cull_size` pixels. Where the
+  photo itself is transparent (views with alpha), the camera sees empty space, whatever the field renders there: a
+  field that explains a white background with white density is not surface."""
   factor = max(1, int(round(max(views.width, views.height) / cull_size)))
   cameras = []
   for i in range(len(views)):
     rendered = rendering.render_rays(render_chunk, variables, views.camera_rays(views.cam_to_world[i], factor, view=i),
                                      chunk)
     acc = rendered["acc"]
-    depth = np.where(acc >= 0.5, rendered["depth"] / np.maximum(acc, 1e-6), np.nan)
+    opaque = (acc >= 0.5) & photo_opaque(views, i, factor, acc.shape)
+    depth = np.where(opaque, rendered["depth"] / np.maximum(acc, 1e-6), np.nan)
     cameras.append(cleanup_lib.CameraDepth(views.cam_to_world[i], views.intrinsics[i] / factor, depth))
   return cameras
 
@@ -402,6 +414,8 @@ def _point_cloud(config, state, scene, views, render_chunk, min_opacity, num_poi
     rays = views.camera_rays(views.cam_to_world[i], factor, view=i)
     flat = jax.tree.map(lambda x: x.reshape(-1, x.shape[-1]), rays)
     rendered = rendering.render_rays(render_chunk, variables, flat, config.eval.chunk)
+    if cleanup.cull:  # no points where the photo shows the background
+      rendered["acc"] = np.where(photo_opaque(views, i, factor, rays.origins.shape[:2]).reshape(-1), rendered["acc"], 0.0)
     points, colors = opaque_points(flat, rendered, min_opacity, scene.background)
     if views.ndc:
       near_enough = points[:, 2] < MAX_NDC_DEPTH

@@ -17,7 +17,8 @@ import numpy as np
 
 class Cleanup(NamedTuple):
   """What export keeps (below): with `cull`, mesh vertices that some training camera sees as surface
-  (every `cull_stride`-th training view, rendered with its long side near `cull_size` pixels); with `components`
+  (every `cull_stride`-th training view, rendered with its long side near `cull_size` pixels; where a photo is
+  transparent its camera sees empty space), and point-cloud points only where the photo is opaque; with `components`
   > 0, only that many largest connected pieces of the mesh; with `in_box`, point-cloud points inside the box of
   a bounded field (not for contracted or NDC scenes, whose fields cover all of space)."""
   cull: bool = True

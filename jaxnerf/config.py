@@ -118,6 +118,9 @@ def base_config():
   config.train.lr_final = 5e-6  # log-linear decay from lr_init to lr_final over max_steps
   config.train.lr_delay_steps = 0  # warm-up: scale the rate by lr_delay_mult, easing to 1 over these steps
   config.train.lr_delay_mult = 1.0
+  # Hash-grid levels join one after another over this many first steps (run/state.py coarse_to_fine), which helps
+  # views.refine_poses find large pose errors; 0 trains every level from the start.
+  config.train.coarse_to_fine_steps = 0
   config.train.grad_max_norm = 0.0  # clip gradients to this global norm; 0 disables
   config.train.adam_b1 = 0.9
   config.train.adam_b2 = 0.999
@@ -135,6 +138,10 @@ def base_config():
   config.eval.stride = 1  # render every stride-th view of the split
   config.eval.chunk = 2048  # rays per device call when rendering; bounds memory (paper model: ~2.2 GB)
   config.eval.write_depth = True
+  # Fit each held-out camera's pose to its photo, the field frozen, before scoring (run/pose_alignment.py): for
+  # runs that refine their training poses, whose scene frame is pinned to the given cameras only on average.
+  config.eval.align_poses_steps = 0  # Adam steps per view; 0 scores the given poses
+  config.eval.align_rays = 4096  # pixels per step
   config.eval.lpips_net = "alex"  # LPIPS backbone in metrics.json: "alex", "vgg", or "" to skip LPIPS
   return config
 
@@ -190,6 +197,7 @@ def validate(config, device_count):
       (t.precrop_steps >= 0 and 0.0 < t.precrop_fraction <= 1.0, "train.precrop_steps/precrop_fraction",
        f"0 or more steps and a fraction in (0, 1], got {t.precrop_steps} and {t.precrop_fraction}"),
       (t.lr_init > 0 and t.lr_final > 0, "train.lr_init/lr_final", "positive learning rates"),
+      (t.coarse_to_fine_steps >= 0, "train.coarse_to_fine_steps", f"0 or more, got {t.coarse_to_fine_steps}"),
       (min(config.views.pose_lr_init, config.views.pose_lr_final, config.views.appearance_lr_init,
            config.views.appearance_lr_final) > 0, "views.pose_lr_*/appearance_lr_*", "positive learning rates"),
       (not (config.views.refine_poses and d.ndc), "views.refine_poses",
@@ -209,6 +217,11 @@ def validate(config, device_count):
       (d.llff_hold >= 2, "data.llff_hold", f"an integer >= 2, got {d.llff_hold}"),
       (0 <= d.near < d.far, "data.near/far", f"0 <= near < far, got {d.near} and {d.far}"),
       (config.eval.chunk > 0 and config.eval.stride > 0, "eval.chunk/stride", "positive values"),
+      (config.eval.align_poses_steps >= 0 and config.eval.align_rays > 0, "eval.align_poses_steps/align_rays",
+       f"0 or more steps of a positive number of pixels, got {config.eval.align_poses_steps} and "
+       f"{config.eval.align_rays}"),
+      (not (config.eval.align_poses_steps and d.ndc), "eval.align_poses_steps",
+       "0 with data.ndc (poses are fitted before rays are mapped to NDC)"),
       (config.occupancy.resolution >= 1 and config.occupancy.update_every >= 1 and
        config.occupancy.cells_per_update >= 1, "occupancy.resolution/update_every/cells_per_update",
        "positive values"),

@@ -10,6 +10,7 @@ from jaxnerf.data import images
 from jaxnerf.data import loaders
 from jaxnerf.metrics import lpips as lpips_lib
 from jaxnerf.metrics import quality
+from jaxnerf.run import pose_alignment
 from jaxnerf.run import rendering
 from jaxnerf.run import state as state_lib
 from jaxnerf.run import workdir as workdir_lib
@@ -36,20 +37,27 @@ def evaluate(config, workdir, step=None):
   model, state = state_lib.restore_trained(config, workdir, scene, step)
   render_chunk = rendering.make_render_chunk(model, scene, config)
   variables = rendering.render_variables(state, config, scene)
+  fit = None
+  if config.eval.align_poses_steps:
+    fit = pose_alignment.make_fit_step(model, scene, pose_alignment.fit_schedule(config.eval.align_poses_steps))
 
   eval_dir = os.path.join("eval", f"step_{step}") if step is not None else "eval"
   lead = workdir_lib.is_lead_process()
   per_image = []
   for i, name in enumerate(views.names):
-    out = rendering.render_rays(render_chunk, variables, views.image_rays(i), config.eval.chunk)
-    target = views.images[i]
+    target, rays, alignment = views.images[i], views.image_rays(i), {}
+    if fit:
+      rays, degrees, distance = pose_alignment.aligned_rays(fit, state.params, rays, target,
+                                                            config.eval.align_poses_steps, config.eval.align_rays)
+      alignment = {"aligned_degrees": degrees, "aligned_distance": distance}
+    out = rendering.render_rays(render_chunk, variables, rays, config.eval.chunk)
     psnr = float(quality.psnr_from_mse(np.mean((out["rgb"].astype(np.float64) - target) ** 2)))
     ssim = float(quality.ssim(out["rgb"], target))
     render_path = os.path.join(eval_dir, name + ".png")
     fitted = quality.color_fit(out["rgb"], target)
     psnr_color_fit = float(quality.psnr_from_mse(np.mean((fitted - target) ** 2)))
     per_image.append({"file": name, "render": render_path, "psnr": psnr, "psnr_color_fit": psnr_color_fit,
-                      "ssim": ssim})
+                      "ssim": ssim, **alignment})
     if lpips_of:
       per_image[-1]["lpips"] = lpips_of(out["rgb"], target)
     if not lead:
@@ -70,6 +78,7 @@ def evaluate(config, workdir, step=None):
       "ssim": float(np.mean([r["ssim"] for r in per_image])),
       **({"lpips": float(np.mean([r["lpips"] for r in per_image])), "lpips_net": config.eval.lpips_net}
          if lpips_of else {}),
+      "pose_alignment_steps": config.eval.align_poses_steps,
       "background": "white" if scene.background == (1.0, 1.0, 1.0) else "black",
       "per_image": per_image,
   }

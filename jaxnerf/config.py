@@ -118,9 +118,6 @@ def base_config():
   config.train.lr_final = 5e-6  # log-linear decay from lr_init to lr_final over max_steps
   config.train.lr_delay_steps = 0  # warm-up: scale the rate by lr_delay_mult, easing to 1 over these steps
   config.train.lr_delay_mult = 1.0
-  # Hash-grid levels join one after another over this many first steps (run/state.py coarse_to_fine), which helps
-  # views.refine_poses find large pose errors; 0 trains every level from the start.
-  config.train.coarse_to_fine_steps = 0
   config.train.grad_max_norm = 0.0  # clip gradients to this global norm; 0 disables
   config.train.adam_b1 = 0.9
   config.train.adam_b2 = 0.999
@@ -197,7 +194,6 @@ def validate(config, device_count):
       (t.precrop_steps >= 0 and 0.0 < t.precrop_fraction <= 1.0, "train.precrop_steps/precrop_fraction",
        f"0 or more steps and a fraction in (0, 1], got {t.precrop_steps} and {t.precrop_fraction}"),
       (t.lr_init > 0 and t.lr_final > 0, "train.lr_init/lr_final", "positive learning rates"),
-      (t.coarse_to_fine_steps >= 0, "train.coarse_to_fine_steps", f"0 or more, got {t.coarse_to_fine_steps}"),
       (min(config.views.pose_lr_init, config.views.pose_lr_final, config.views.appearance_lr_init,
            config.views.appearance_lr_final) > 0, "views.pose_lr_*/appearance_lr_*", "positive learning rates"),
       (not (config.views.refine_poses and d.ndc), "views.refine_poses",

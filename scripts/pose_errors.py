@@ -4,13 +4,17 @@ the poses it was given with them: mean rotation error in degrees and position er
   python scripts/pose_errors.py --workdir=runs/lego_poses --given=PATH/lego_poses --exact=PATH/lego
 
 The refined poses are anchored to the given ones as a whole (their corrections have zero mean), so a common
-offset of the given poses from the exact ones, the mean perturbation, stays in both columns.
+offset of the given poses from the exact ones, the mean perturbation, stays in both columns. A small turn of a camera
+and a small sideways move look alike in its photo of a compact object, so the pose errors can stay large while the
+photos agree; the reprojection error says how far apart (in pixels) the two cameras see points of the object: the
+centre and the corners of a cube of half-size --radius about it.
 """
 import argparse
 import json
 import os
 
 import numpy as np
+from PIL import Image
 
 
 def poses_by_name(scene_dir):
@@ -30,11 +34,33 @@ def errors(poses, exact):
   return float(np.mean(angles)), float(np.mean(distances))
 
 
+def reprojection_error(poses, exact, focal, radius):
+  """Mean distance in pixels between the images of the cube's points seen from poses and from the exact ones."""
+  points = np.array([[0.0, 0.0, 0.0]] + [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)]) * radius
+
+  def project(pose):
+    camera = (points - pose[:, 3]) @ pose[:, :3]  # OpenGL camera axes: looking down -z
+    return focal * camera[:, :2] / -camera[:, 2:]
+
+  return float(np.mean([np.linalg.norm(project(p) - project(r), axis=-1).mean() for p, r in zip(poses, exact)]))
+
+
+def focal_length(scene_dir):
+  """The Blender scene's focal length in pixels of its training photos."""
+  with open(os.path.join(scene_dir, "transforms_train.json")) as f:
+    meta = json.load(f)
+  first = os.path.join(scene_dir, os.path.normpath(meta["frames"][0]["file_path"]))
+  with Image.open(first if os.path.splitext(first)[1] else first + ".png") as image:
+    width = image.size[0]
+  return 0.5 * width / np.tan(0.5 * meta["camera_angle_x"])
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--given", required=True, help="the scene the run trained on")
   parser.add_argument("--exact", required=True, help="the same scene with exact poses")
+  parser.add_argument("--radius", type=float, default=0.7, help="half-size of the object's cube (lego: 0.7)")
   args = parser.parse_args()
   with open(os.path.join(args.workdir, "views.json")) as f:
     refined = {frame["name"]: np.asarray(frame["cam_to_world_input"]) for frame in json.load(f)["frames"]}
@@ -42,7 +68,9 @@ def main():
   names = sorted(refined)
   for label, poses in (("given", [given[n] for n in names]), ("refined", [refined[n] for n in names])):
     angle, distance = errors(poses, [exact[n] for n in names])
-    print(f"{label:8s} poses: mean rotation error {angle:.3f} degrees, mean position error {distance:.4f}")
+    pixels = reprojection_error(poses, [exact[n] for n in names], focal_length(args.exact), args.radius)
+    print(f"{label:8s} poses: mean rotation error {angle:.3f} degrees, mean position error {distance:.4f}, "
+          f"mean reprojection error {pixels:.2f} px")
 
 
 if __name__ == "__main__":

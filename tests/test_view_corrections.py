@@ -187,21 +187,3 @@ def test_pose_alignment_fits_a_held_out_camera_to_its_photo(rng):
   error = lambda r: float(np.sqrt(np.mean((render(r)["rgb"] - photos[0]) ** 2)))
   assert error(rays) < 0.2 * error(views.image_rays(0)), (error(rays), error(views.image_rays(0)))
 
-
-def test_coarse_to_fine_releases_grid_levels_one_after_another():
-  config = config_lib.base_config().train
-  config.coarse_to_fine_steps = 10
-  params = {"encoding": {"tables": jnp.zeros((5, 4, 2))}, "dense": {"kernel": jnp.zeros((3, 3))}}
-  grads = jax.tree.map(jnp.ones_like, params)
-  plain, staged = state_lib.make_optimizer(config_lib.base_config().train), state_lib.make_optimizer(config)
-  plain_state, staged_state = plain.init(params), staged.init(params)
-  for step in range(12):
-    reference, plain_state = plain.update(grads, plain_state, params)
-    updates, staged_state = staged.update(grads, staged_state, params)
-    np.testing.assert_allclose(updates["dense"]["kernel"], reference["dense"]["kernel"])
-    # alpha = 1 + 4 * step / 10: level k's weight is (1 - cos(pi * clip(alpha - k, 0, 1))) / 2.
-    alpha = 1 + 4 * min(step / 10, 1.0)
-    expected = [(1 - np.cos(np.pi * np.clip(alpha - k, 0, 1))) / 2 for k in range(5)]
-    ratio = np.asarray(updates["encoding"]["tables"] / reference["encoding"]["tables"])[:, 0, 0]
-    np.testing.assert_allclose(ratio, expected, atol=1e-6)
-  assert expected == [1.0] * 5 and ratio[0] == 1.0

@@ -62,43 +62,9 @@ def make_optimizer(train_config):
   adam = optax.adamw(learning_rate_schedule(c), b1=c.adam_b1, b2=c.adam_b2, eps=c.adam_eps,
                      weight_decay=c.weight_decay, mask=decay_mask) if c.weight_decay > 0 else optax.adam(
                          learning_rate_schedule(c), b1=c.adam_b1, b2=c.adam_b2, eps=c.adam_eps)
-  if c.coarse_to_fine_steps > 0:
-    adam = optax.chain(adam, coarse_to_fine(c.coarse_to_fine_steps))
   if c.grad_max_norm > 0:
     return optax.chain(optax.clip_by_global_norm(c.grad_max_norm), adam)
   return adam
-
-
-def level_weights(num_levels, progress):
-  """BARF's coarse-to-fine weights [num_levels] at `progress` in [0, 1]: level 0 always 1, level k eased in by
-  (1 - cos(pi t)) / 2 as alpha = 1 + (num_levels - 1) progress passes from k to k + 1."""
-  alpha = 1.0 + (num_levels - 1) * progress
-  t = jnp.clip(alpha - jnp.arange(num_levels), 0.0, 1.0)
-  return (1.0 - jnp.cos(jnp.pi * t)) / 2.0
-
-
-def coarse_to_fine(steps):
-  """Scales the updates of hash-grid tables ([num_levels, rows, features] leaves named `tables`) by level_weights
-  over the first `steps` steps, so that the finer levels, which start near zero, join one after another: the field
-  stays smooth while camera poses are still being corrected (as BARF does with positional-encoding bands)."""
-
-  def init_fn(params):
-    del params
-    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
-
-  def update_fn(updates, state, params=None):
-    del params
-    progress = jnp.clip(state.count / steps, 0.0, 1.0)
-
-    def scale(path, update):
-      if getattr(path[-1], "key", None) != "tables" or update.ndim != 3:
-        return update
-      return update * level_weights(update.shape[0], progress)[:, None, None].astype(update.dtype)
-
-    return (jax.tree_util.tree_map_with_path(scale, updates),
-            optax.ScaleByScheduleState(count=optax.safe_increment(state.count)))
-
-  return optax.GradientTransformation(init_fn, update_fn)
 
 
 def refined_views(views, state, stride=1):

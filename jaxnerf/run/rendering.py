@@ -8,8 +8,9 @@ import functools
 import jax
 import numpy as np
 
-from jaxnerf.nerf import occupancy
+from jaxnerf.core import colormaps
 from jaxnerf.core import rays as rays_lib
+from jaxnerf.nerf import occupancy
 from jaxnerf.runtime import sharding
 
 
@@ -99,7 +100,18 @@ def render_rays(render_chunk, variables, rays, chunk):
   return joined
 
 
-def depth_to_image(depth, acc, near, far):
-  """A [height, width] depth map as uint8 greyscale: near is white, far and empty space black."""
-  normalized = np.clip((far - depth / np.maximum(acc, 1e-6)) / (far - near), 0.0, 1.0) * (acc > 0.5)
-  return np.round(normalized * 255).astype(np.uint8)
+def depth_to_image(out, config, value_range=None):
+  """A render's depth as a colour image (core/colormaps.py): distance, or disparity in contracted scenes (whose
+  distances run out to infinity), over the 1st-99th percentiles of its valid pixels or over `value_range`; empty
+  space white. In NDC scenes the distance is NDC depth, itself a disparity.
+
+  Args:
+    out: a render_rays dict with depth and acc [H, W].
+    config: the run's config (config.model.contraction chooses disparity).
+    value_range: from an earlier frame of a video, to keep its colours; None picks this image's.
+
+  Returns:
+    ([H, W, 3] uint8, the value range used).
+  """
+  return colormaps.depth_image(out["depth"], out["acc"], disparity=bool(config.model.contraction),
+                               value_range=value_range)

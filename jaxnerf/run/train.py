@@ -279,5 +279,4 @@ def _log_validation(writer, render_chunk, state, views, config, scene, step):
   writer.add_scalar("val/psnr", psnr, step)
   writer.add_image("val/rgb", images.to_uint8(np.concatenate([out["rgb"], views.images[0]], axis=1)), step,
                    dataformats="HWC")
-  writer.add_image("val/depth", rendering.depth_to_image(out["depth"], out["acc"], scene.near, scene.far), step,
-                   dataformats="HW")
+  writer.add_image("val/depth", rendering.depth_to_image(out, config)[0], step, dataformats="HWC")

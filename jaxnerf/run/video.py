@@ -59,8 +59,8 @@ def open_writer(path, fps):
 
 def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1, video_format="mp4", step=None):
   """Render a camera path with the latest checkpoint in workdir (or the one of `step`) into
-  DIR/videos/<path>_<step>.<format> (colour) and <path>_<step>_depth.<format> (depth: near white, far and
-  empty black; in NDC scenes this is disparity).
+  DIR/videos/<path>_<step>.<format> (colour) and <path>_<step>_depth.<format> (depth: turbo colours over
+  the first frame's range, near red, far blue, empty white; see rendering.depth_to_image).
 
   Frames are rendered one at a time in chunks of config.eval.chunk rays, and streamed to the files. All
   processes of a multi-process run render together (render.py); only process 0 writes.
@@ -94,17 +94,18 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
     partial = {name: files.enter_context(workdir_lib.written_in_place(file)) for name, file in outputs.items()} \
         if lead else {}
     writers = {name: open_writer(file, fps) for name, file in partial.items()}
+    depth_range = None  # the first frame's, kept: colours that do not flicker
     try:
       for pose in tqdm.tqdm(poses, unit="frame", desc=f"rendering {path} path", dynamic_ncols=True,
                             disable=not lead):
         out = rendering.render_rays(render_chunk, variables, views.camera_rays(pose, factor), config.eval.chunk)
         rgb = images.to_uint8(out["rgb"])
-        depth = rendering.depth_to_image(out["depth"], out["acc"], scene.near, scene.far)
+        depth, depth_range = rendering.depth_to_image(out, config, depth_range)
         if video_format == "mp4":
           rgb, depth = even_crop(rgb), even_crop(depth)
         if lead:
           writers["rgb"].append_data(rgb)
-          writers["depth"].append_data(np.repeat(depth[..., None], 3, axis=-1))
+          writers["depth"].append_data(depth)
     finally:
       for writer in writers.values():
         writer.close()

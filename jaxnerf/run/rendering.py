@@ -37,7 +37,7 @@ def skipping(cells, config, scene, training):
                         spread=sharding.spread_over(sharding.data_mesh(), always=True), devices=jax.device_count())
 
 
-def make_render_chunk(model, scene, config=None):
+def make_render_chunk(model, scene, config=None, proposal_depth=False):
   """A jitted function (variables, rays) -> dict of rgb [n, 3], depth, disparity and acc [n] from the finest
   level of rays in `scene` (data.scene.Scene: its ray bounds and box), rendered deterministically (no jitter, no
   noise); `config` (the run's) is needed only with an occupancy grid in the variables. Rays are split over sharding.data_mesh() (n a
@@ -45,7 +45,8 @@ def make_render_chunk(model, scene, config=None):
 
   With an occupancy grid in the variables (render_variables), the fields are evaluated only in occupied cells and
   the dict also has `field_calls` [], the calls of the fields on compacted samples (more than one per level when a
-  level's occupied samples overflow config.occupancy.skip_budget)."""
+  level's occupied samples overflow config.occupancy.skip_budget). With `proposal_depth`, it also has the first
+  level's depth and acc as proposal_depth and proposal_acc (the viewer shows them)."""
   mesh = sharding.data_mesh()
 
   @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh)),
@@ -57,6 +58,8 @@ def make_render_chunk(model, scene, config=None):
     levels = model.apply(variables, rays, scene.near, scene.far, jax.random.key(0), randomized=False, skip=skip)
     finest = levels[-1].out
     out = {"rgb": finest.rgb, "depth": finest.depth, "disparity": finest.disparity, "acc": finest.acc}
+    if proposal_depth:
+      out["proposal_depth"], out["proposal_acc"] = levels[0].out.depth, levels[0].out.acc
     if occupied is not None:
       out["field_calls"] = sum(level.field_calls for level in levels)
     return out

@@ -66,43 +66,44 @@ def test_browser_gets_a_frame_and_saves_a_camera_path(tiny_run):
   viewer, reload_newer = viewer_lib.open_viewer(config, workdir, port=0)
   assert not reload_newer()  # no newer checkpoint
   assert viewer.server.get_port() > 0 and viewer.url.endswith(f":{viewer.server.get_port()}")
-  # Looking from (0, -4, 1) towards the origin (OpenCV axes: x right, y down, z forward), 4:3.
-  forward = -np.array([0.0, -4.0, 1.0]) / np.linalg.norm([0.0, -4.0, 1.0])
+  # Looking from (0, -3.5, 1) towards the origin (OpenCV axes: x right, y down, z forward), 4:3.
+  forward = -np.array([0.0, -3.5, 1.0]) / np.linalg.norm([0.0, -3.5, 1.0])
   right = np.cross(forward, [0.0, 0.0, 1.0])
   right /= np.linalg.norm(right)
   rotation = np.stack([right, np.cross(forward, right), forward], axis=1)
-  camera = {"wxyz": tuple(map(float, camera_paths.rotation_to_quaternion(rotation))), "position": (0.0, -4.0, 1.0),
+  camera = {"wxyz": tuple(map(float, camera_paths.rotation_to_quaternion(rotation))), "position": (0.0, -3.5, 1.0),
             "fov": 0.7, "near": 0.01, "far": 100.0, "image_height": 60, "image_width": 80,
             "look_at": (0.0, 0.0, 0.0), "up_direction": (0.0, 0.0, 1.0)}
+  # The frame that camera should get: the field rendered here through the run's own rays and render function.
+  gl_pose = np.concatenate([rotation * [1, -1, -1], np.array([[0.0], [-3.5], [1.0]])], axis=1)
+  rays = viewer.views.pinhole_rays(gl_pose, 80, 60, 0.7)
+  expected = rendering.render_rays(viewer.renderer.render_chunk, viewer.renderer.variables, rays, 2048)["rgb"]
+  matches = lambda frame: frame.shape == expected.shape and np.abs(frame / 255.0 - expected).mean() < 0.02
   received, stop = [], threading.Event()
   thread = threading.Thread(target=browser, args=(viewer.url, camera, received, stop), daemon=True)
   thread.start()
   try:
-    deadline = time.time() + 60
-    while not received and time.time() < deadline:
+    # Frames of the start view may come first; wait for one of the browser's camera.
+    deadline, frames = time.time() + 60, []
+    while not any(map(matches, frames)) and time.time() < deadline:
       if viewer.work() == 0.0:
         time.sleep(0.02)
-    assert received, "no frame reached the browser"
-    frames = [np.asarray(Image.open(io.BytesIO(m["rgb_data"]))) for m in received]
-    # At the browser's height and aspect: within the budget even as a preview, at this size.
-    assert frames[-1].shape == (60, 80, 3)
+      frames = [np.asarray(Image.open(io.BytesIO(m["rgb_data"]))) for m in list(received)]
+    assert frames, "no frame reached the browser"
+    # At the browser's aspect; this one at its height (60, under the max of 100), as the preview fits the budget.
     assert all(abs(f.shape[1] / f.shape[0] - 4 / 3) < 0.1 for f in frames)
-    # The frame is the field seen from that camera: rendered here through the run's own rays and render function.
-    gl_pose = np.concatenate([rotation * [1, -1, -1], np.array([[0.0], [-4.0], [1.0]])], axis=1)
-    rays = viewer.views.pinhole_rays(gl_pose, 80, 60, 0.7)
-    expected = rendering.render_rays(viewer.renderer.render_chunk, viewer.renderer.variables, rays, 2048)["rgb"]
-    assert np.abs(frames[-1] / 255.0 - expected).mean() < 0.02
+    assert any(map(matches, frames)), [np.abs(f / 255.0 - expected).mean() for f in frames if f.shape == (60, 80, 3)]
 
     client = viewer.connected()[0].client
     viewer._add_keyframe(client)  # pylint: disable=protected-access
-    client.camera.position = (1.0, -4.0, 1.0)
+    client.camera.position = (1.0, -3.5, 1.0)
     viewer._add_keyframe(client)  # pylint: disable=protected-access
     poses, fov, times, fps = camera_path_files.load(viewer.save_path("test"))
     # The keyframe is the browser's camera in OpenGL's convention: looking down -z, with +y up (OpenCV's -y).
-    np.testing.assert_allclose(poses[0, :, 3], [0.0, -4.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(poses[0, :, 3], [0.0, -3.5, 1.0], atol=1e-6)
     np.testing.assert_allclose(-poses[0, :, 2], forward, atol=1e-5)
     np.testing.assert_allclose(poses[0, :, 1], -rotation[:, 1], atol=1e-5)
-    np.testing.assert_allclose(poses[1, :, 3], [1.0, -4.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(poses[1, :, 3], [1.0, -3.5, 1.0], atol=1e-6)
     np.testing.assert_allclose(fov, np.degrees(0.7), rtol=1e-6)
     np.testing.assert_allclose(times, [0.0, 2.0])
   finally:

@@ -15,6 +15,7 @@ import time
 import numpy as np
 
 from jaxnerf.core import camera_paths
+from jaxnerf.core import colormaps
 from jaxnerf.core import poses as poses_lib
 from jaxnerf.data import loaders
 from jaxnerf.errors import MissingExtraError
@@ -64,6 +65,12 @@ class SceneRenderer:
                                                     proposal_depth=PROPOSAL_DEPTH in self.outputs)
     self.variables, self.step = None, None
     self.seconds_per_ray = INITIAL_SECONDS_PER_RAY
+    poses = views.cam_to_world.astype(np.float64)
+    self.centre = poses_lib.nearest_point_to_axes(poses) if len(poses) > 1 else poses[0, :, 3] - poses[0, :, 2]
+    # The run's near and far bound distances from cameras as far out as the training ones; a camera farther out
+    # starts its rays at that distance from the centre (bounded scenes; the space it skips is empty).
+    self.reach = None if views.ndc or config.model.contraction else \
+        float(np.linalg.norm(poses[:, :, 3] - self.centre, axis=-1).max())
 
   def warm_up(self):
     """Compile the render function and measure its speed on two small frames, before a browser waits for one."""
@@ -74,10 +81,13 @@ class SceneRenderer:
     self.variables, self.step = variables, step
 
   def render(self, cam_to_world, fov_y, width, height, output, cancelled=lambda: False):
-    """[height, width, 3] uint8 frame of `output` from a camera (OpenGL convention, vertical field of view in
-    radians), or None if `cancelled()` turned true between bands of rows."""
+    """The [height, width, 3] uint8 frame of `output` from a camera (OpenGL convention, vertical field of view in
+    radians) and its [height, width] depth along the camera's axis (inf where empty; None in NDC scenes), for the
+    browser to hide the frustums behind the surface; None if `cancelled()` turned true between bands of rows."""
     start = time.perf_counter()
     rays = self.views.pinhole_rays(cam_to_world, width, height, fov_y)
+    skipped = 0.0 if self.reach is None else max(0.0, np.linalg.norm(cam_to_world[:, 3] - self.centre) - self.reach)
+    rays = rays._replace(origins=rays.origins + np.float32(skipped) * rays.directions)
     rows = max(1, self.chunk // width)
     bands = []
     for top in range(0, height, rows):
@@ -88,7 +98,10 @@ class SceneRenderer:
     out = {name: np.concatenate([band[name] for band in bands]) for name in bands[0] if np.ndim(bands[0][name])}
     padded_rays = -(-rows * width // self.chunk) * self.chunk * len(bands)  # what the chunked calls rendered
     self.seconds_per_ray = (time.perf_counter() - start) / padded_rays
-    return self._image(out, output)
+    # The rays' directions have unit length along the camera axis, so distance along them is that axis's depth.
+    depth = None if self.views.ndc else \
+        skipped + np.nan_to_num(colormaps.ray_distance(out["depth"], out["acc"]), nan=np.inf)
+    return self._image(out, output), depth
 
   def _image(self, out, output):
     if output == "colour":
@@ -135,7 +148,7 @@ class Viewer:
     up = poses_lib.normalize(poses[:, :, 1].sum(0))
     self.server.scene.set_up_direction(tuple(up))
     centre = poses[:, :, 3].mean(0)
-    scale = 0.1 * np.median(np.linalg.norm(poses[:, :, 3] - centre, axis=-1))
+    scale = 0.06 * np.median(np.linalg.norm(poses[:, :, 3] - centre, axis=-1))
     fov = 2 * np.arctan(0.5 * self.views.height / self.views.focal)
     stride = max(1, self.views.height // THUMBNAIL_HEIGHT)
     for i, (pose, image) in enumerate(zip(poses, self.views.images)):
@@ -145,10 +158,10 @@ class Viewer:
           thickness=1.5, thickness_units="screen",
           wxyz=camera_paths.rotation_to_quaternion(opencv_pose(pose)[:, :3]), position=pose[:, 3])
     self.frustum_scale = scale
-    # Browsers start behind the first training camera, twice as far from the point the cameras look at, so that
+    # Browsers start behind the first training camera, 1.5 times as far from the point the cameras look at, so that
     # the object and the cameras around it are in view.
-    self.look_at = poses_lib.nearest_point_to_axes(poses) if len(poses) > 1 else poses[0, :, 3] - poses[0, :, 2]
-    self.start_position = self.look_at + 2.0 * (poses[0, :, 3] - self.look_at)
+    self.look_at = self.renderer.centre
+    self.start_position = self.look_at + 1.5 * (poses[0, :, 3] - self.look_at)
 
   def show_scene_box(self, scene_box):
     """The box (min x, y, z, max x, y, z) where the grids and the occupancy grid live, as a wireframe."""
@@ -302,11 +315,12 @@ class Viewer:
     pose = opencv_pose(np.concatenate([camera_paths.quaternion_to_rotation(camera.wxyz),
                                        np.asarray(camera.position)[:, None]], axis=1))
     cancelled = lambda: camera.update_timestamp != stamp or self.generation != generation
-    frame = self.renderer.render(pose, camera.fov, width, height, self.output.value,
-                                 cancelled if refine else lambda: False)
-    if frame is None:
+    rendered = self.renderer.render(pose, camera.fov, width, height, self.output.value,
+                                    cancelled if refine else lambda: False)
+    if rendered is None:
       return
-    browser.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=90)
+    frame, depth = rendered
+    browser.client.scene.set_background_image(frame, format="jpeg", jpeg_quality=90, depth=depth)
     browser.shown_stamp, browser.shown_generation, browser.refined = stamp, generation, refine or height == full
 
   def _advance_playback(self, browser, now):

@@ -2,6 +2,7 @@
 
   python render.py                                  # 120-frame orbit of the demo run in runs/demo
   python render.py --config=configs/fern_cpu.py --path=spiral --frames=120 --fps=30
+  python render.py --config=configs/demo_fast.py --path=runs/demo_fast/camera_paths/path.json  # from view.py
   python render.py --config=configs/blender.py --config.data.data_dir=PATH/lego --workdir=runs/lego \
       --path=orbit --factor=2 --format=gif
 
@@ -23,7 +24,8 @@ from jaxnerf.run import video as video_lib
 FLAGS = flags.FLAGS
 cli.define_flags()
 flags.DEFINE_string("path", "auto", "Camera path: spiral (forward-facing scenes), orbit (inward-facing), test (the "
-                    "test views in turn), or auto (spiral for NDC scenes, orbit otherwise).")
+                    "test views in turn), auto (spiral for NDC scenes, orbit otherwise), or FILE.json, a camera "
+                    "path saved by the viewer (docs/viewer.md; its timing replaces --frames and --fps).")
 flags.DEFINE_integer("frames", 120, "Number of frames.")
 flags.DEFINE_integer("fps", 30, "Frames per second.")
 flags.DEFINE_integer("factor", 1, "Render at 1/factor of the training image size.")

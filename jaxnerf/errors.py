@@ -23,3 +23,7 @@ class TrainingDivergedError(RuntimeError):
 
 class DistributedError(UserError):
   """Multi-process settings that cannot work: missing or inconsistent coordinator address, count or id."""
+
+
+class MissingExtraError(UserError):
+  """An optional dependency (a setup.py extra) that a command needs is not installed."""

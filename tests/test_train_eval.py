@@ -123,6 +123,7 @@ def test_train_resume_and_evaluate(tmp_path, make_config):
     png = np.asarray(Image.open(os.path.join(workdir, entry["render"])), np.float64) / 255
     assert png.shape == (100, 100, 3)
     assert os.path.exists(os.path.join(workdir, entry["render"].replace(".png", "_depth.png")))
+    assert np.load(os.path.join(workdir, entry["render"].replace(".png", "_depth.npy"))).shape == (100, 100)
     png_psnr = -10 * np.log10(np.mean((png - target) ** 2))
     assert abs(png_psnr - entry["psnr"]) < 0.3
     assert 0 < entry["ssim"] <= 1

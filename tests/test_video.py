@@ -65,6 +65,29 @@ def test_demo_orbit_gif_and_bad_flags(tmp_path):
   assert missing.returncode == 2 and "no checkpoint of step 1 (there are: 2)" in missing.stderr
   spiral = run("render.py", f"--workdir={workdir}", "--path=spiral")
   assert spiral.returncode == 2 and "needs the scene depth bounds of an LLFF dataset" in spiral.stderr
+  check_camera_path_file(workdir, tmp_path)
+
+
+def check_camera_path_file(workdir, tmp_path):
+  """A saved camera path from the first test view's camera to the second's over 1 s at 4 fps: 5 frames, the
+  first the test path's first frame (same pose and field of view)."""
+  from jaxnerf.data import loaders
+  from jaxnerf.run import camera_path_files
+  from jaxnerf.config import base_config
+  config = base_config()
+  views = loaders.load_views(config, "test")
+  fov = np.degrees(2 * np.arctan(0.5 * views.height / views.focal))
+  file = tmp_path / "fly.json"
+  file.write_text(camera_path_files.to_json(views.cam_to_world[:2], [fov, fov], [0.0, 1.0], fps=4))
+  result = run("render.py", f"--workdir={workdir}", f"--path={file}", "--format=gif")
+  assert result.returncode == 0, result.stderr
+  frames = decode(os.path.join(workdir, "videos", "fly_2.gif"))
+  depth = decode(os.path.join(workdir, "videos", "fly_2_depth.gif"))
+  assert frames.shape == depth.shape == (5, 100, 100, 3)
+  assert run("render.py", f"--workdir={workdir}", "--path=test", "--frames=1", "--format=gif").returncode == 0
+  test_frame = decode(os.path.join(workdir, "videos", "test_2.gif"))[0]
+  assert np.abs(frames[0].astype(int) - test_frame).mean() < 2.0
+  assert np.abs(frames[2].astype(int) - test_frame).mean() > 2.0  # the camera moves
 
 
 class _Restored(Exception):

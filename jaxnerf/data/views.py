@@ -97,5 +97,19 @@ class Views:
                               self.camera_model, self.pixel_center, xnp=np)
     return self._to_ndc(rays, width, height, focal)
 
+  def pinhole_rays(self, cam_to_world, width, height, fov_y):
+    """All rays of a pinhole camera of this scene (NDC if it is) at any pose, size and vertical field of view
+    (radians), with square pixels and the principal point at the centre: a viewer's or a camera path's camera.
+
+    Returns:
+      [height, width, 3] Rays.
+    """
+    focal = 0.5 * height / np.tan(0.5 * fov_y)
+    x, y = rays_lib.pixel_grid(height, width, xnp=np)
+    intrinsics = np.array([focal, focal, width / 2, height / 2], np.float32)
+    rays = rays_lib.lens_rays(x, y, intrinsics, np.asarray(cam_to_world, np.float32), pixel_center=self.pixel_center,
+                              xnp=np)
+    return self._to_ndc(rays, width, height, focal)
+
   def _to_ndc(self, rays, width, height, focal):
     return rays_lib.to_ndc(rays, np.float32(width), np.float32(height), np.float32(focal)) if self.ndc else rays

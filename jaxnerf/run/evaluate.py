@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from jaxnerf import config as config_lib
+from jaxnerf.core import colormaps
 from jaxnerf.data import images
 from jaxnerf.data import loaders
 from jaxnerf.metrics import lpips as lpips_lib
@@ -20,7 +21,8 @@ def evaluate(config, workdir, step=None):
   """Render config.eval.split (every config.eval.stride-th view) with the latest checkpoint in workdir, or the one
   of `step`.
 
-  Writes DIR/eval/<view>.png (and <view>_depth.png), DIR/eval/metrics.json and the resolved config it used,
+  Writes DIR/eval/<view>.png (and, with config.eval.write_depth, <view>_depth.png, a coloured depth map, and
+  <view>_depth.npy, [H, W] float32 distance along each ray, NaN where it hits nothing), DIR/eval/metrics.json and the resolved config it used,
   DIR/eval/config.json, with the scene description DIR/eval/scene.json; with a step, under DIR/eval/step_<step>/ instead, so that a learning curve keeps every
   point. All processes of a multi-process run render together (render.py); only process 0 writes and prints.
 
@@ -65,8 +67,9 @@ def evaluate(config, workdir, step=None):
     os.makedirs(os.path.dirname(os.path.join(workdir, render_path)), exist_ok=True)
     workdir_lib.save_png(images.to_uint8(out["rgb"]), os.path.join(workdir, render_path))
     if config.eval.write_depth:
-      depth = rendering.depth_to_image(out["depth"], out["acc"], scene.near, scene.far)
-      workdir_lib.save_png(depth, os.path.join(workdir, eval_dir, name + "_depth.png"))
+      depth_stem = os.path.join(workdir, eval_dir, name + "_depth")
+      workdir_lib.save_png(rendering.depth_to_image(out, config)[0], depth_stem + ".png")
+      np.save(depth_stem + ".npy", colormaps.ray_distance(out["depth"], out["acc"]))
     lpips_text = f", LPIPS {per_image[-1]['lpips']:.4f}" if lpips_of else ""
     print(f"{name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}{lpips_text}", flush=True)
 

@@ -8,8 +8,9 @@ import functools
 import jax
 import numpy as np
 
-from jaxnerf.nerf import occupancy
+from jaxnerf.core import colormaps
 from jaxnerf.core import rays as rays_lib
+from jaxnerf.nerf import occupancy
 from jaxnerf.runtime import sharding
 
 
@@ -36,7 +37,7 @@ def skipping(cells, config, scene, training):
                         spread=sharding.spread_over(sharding.data_mesh(), always=True), devices=jax.device_count())
 
 
-def make_render_chunk(model, scene, config=None):
+def make_render_chunk(model, scene, config=None, proposal_depth=False):
   """A jitted function (variables, rays) -> dict of rgb [n, 3], depth, disparity and acc [n] from the finest
   level of rays in `scene` (data.scene.Scene: its ray bounds and box), rendered deterministically (no jitter, no
   noise); `config` (the run's) is needed only with an occupancy grid in the variables. Rays are split over sharding.data_mesh() (n a
@@ -44,7 +45,8 @@ def make_render_chunk(model, scene, config=None):
 
   With an occupancy grid in the variables (render_variables), the fields are evaluated only in occupied cells and
   the dict also has `field_calls` [], the calls of the fields on compacted samples (more than one per level when a
-  level's occupied samples overflow config.occupancy.skip_budget)."""
+  level's occupied samples overflow config.occupancy.skip_budget). With `proposal_depth`, it also has the first
+  level's depth and acc as proposal_depth and proposal_acc (the viewer shows them)."""
   mesh = sharding.data_mesh()
 
   @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh)),
@@ -56,6 +58,8 @@ def make_render_chunk(model, scene, config=None):
     levels = model.apply(variables, rays, scene.near, scene.far, jax.random.key(0), randomized=False, skip=skip)
     finest = levels[-1].out
     out = {"rgb": finest.rgb, "depth": finest.depth, "disparity": finest.disparity, "acc": finest.acc}
+    if proposal_depth:
+      out["proposal_depth"], out["proposal_acc"] = levels[0].out.depth, levels[0].out.acc
     if occupied is not None:
       out["field_calls"] = sum(level.field_calls for level in levels)
     return out
@@ -99,7 +103,18 @@ def render_rays(render_chunk, variables, rays, chunk):
   return joined
 
 
-def depth_to_image(depth, acc, near, far):
-  """A [height, width] depth map as uint8 greyscale: near is white, far and empty space black."""
-  normalized = np.clip((far - depth / np.maximum(acc, 1e-6)) / (far - near), 0.0, 1.0) * (acc > 0.5)
-  return np.round(normalized * 255).astype(np.uint8)
+def depth_to_image(out, config, value_range=None):
+  """A render's depth as a colour image (core/colormaps.py): distance, or disparity in contracted scenes (whose
+  distances run out to infinity), over the 1st-99th percentiles of its valid pixels or over `value_range`; empty
+  space white. In NDC scenes the distance is NDC depth, itself a disparity.
+
+  Args:
+    out: a render_rays dict with depth and acc [H, W].
+    config: the run's config (config.model.contraction chooses disparity).
+    value_range: from an earlier frame of a video, to keep its colours; None picks this image's.
+
+  Returns:
+    ([H, W, 3] uint8, the value range used).
+  """
+  return colormaps.depth_image(out["depth"], out["acc"], disparity=bool(config.model.contraction),
+                               value_range=value_range)

@@ -24,6 +24,7 @@ from jaxnerf import config as config_lib
 from jaxnerf.data import batching
 from jaxnerf.data import images
 from jaxnerf.data import loaders
+from jaxnerf.errors import ConfigError
 from jaxnerf.errors import TrainingDivergedError
 from jaxnerf.metrics import quality
 from jaxnerf.nerf import losses as losses_lib
@@ -33,6 +34,7 @@ from jaxnerf.nerf import view_corrections
 from jaxnerf.run import checkpoints
 from jaxnerf.run import rendering
 from jaxnerf.run import state as state_lib
+from jaxnerf.run import viewer as viewer_lib
 from jaxnerf.run import workdir as workdir_lib
 from jaxnerf.runtime import interrupts
 from jaxnerf.runtime import sharding
@@ -175,8 +177,9 @@ class StopRequest:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def train_and_evaluate(config, workdir):
-  """Train a NeRF on config.data's scene, checkpointing to workdir and resuming from its latest checkpoint.
+def train_and_evaluate(config, workdir, viewer_port=None):
+  """Train a NeRF on config.data's scene, checkpointing to workdir and resuming from its latest checkpoint; with
+  `viewer_port`, serving the live viewer (run/viewer.py) there, in a single-process run.
 
   Returns:
     The final TrainState.
@@ -192,19 +195,34 @@ def train_and_evaluate(config, workdir):
   optimizer = state_lib.make_optimizer(config.train)
   state = state_lib.create_train_state(config, model, optimizer, state_lib.corrected_views(config, scene))
   workdir_lib.prepare_workdir(config, workdir)
+  live = _open_viewer(config, workdir, scene, model, train_views, viewer_port)
   with checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints) as mngr, \
-       StopRequest() as stop:
+       StopRequest() as stop, contextlib.ExitStack() as closing:
+    if live is not None:
+      closing.callback(live.close)
     restored = checkpoints.restore_latest(mngr, state, added_fields=state_lib.ADDED_FIELDS)
     if restored is not None:
       state = state_lib.with_occupancy_grid(model, config, scene, restored)
     if lead:
       workdir_lib.write_config(config, workdir)
       workdir_lib.write_scene(scene, workdir)
-    state = _train_loop(config, workdir, scene, model, optimizer, state, train_views, val_views, mngr, stop)
+    state = _train_loop(config, workdir, scene, model, optimizer, state, train_views, val_views, mngr, stop, live)
   return state
 
 
-def _train_loop(config, workdir, scene, model, optimizer, state, train_views, val_views, mngr, stop):
+def _open_viewer(config, workdir, scene, model, train_views, port):
+  """The TrainingViewer on `port` (None: no viewer), its URL printed."""
+  if port is None:
+    return None
+  if jax.process_count() > 1:
+    raise ConfigError("--viewer: the live viewer runs in single-process training only (use view.py on the workdir)")
+  live = viewer_lib.TrainingViewer(config, scene, model, train_views, port,
+                                   path_dir=os.path.join(workdir, "camera_paths"))
+  print(f"viewer at {live.url}", flush=True)
+  return live
+
+
+def _train_loop(config, workdir, scene, model, optimizer, state, train_views, val_views, mngr, stop, live=None):
   """Steps from state.step to config.train.max_steps, logging, validating and checkpointing on the way."""
   lead = workdir_lib.is_lead_process()
   start = int(state.step)
@@ -238,6 +256,8 @@ def _train_loop(config, workdir, scene, model, optimizer, state, train_views, va
       rays_per_sec = interval_steps * config.train.batch_size / (time.perf_counter() - interval_start)
       interval_start, interval_steps = time.perf_counter(), 0
       _log_step(writer, progress, config, state, jax.tree.map(float, step_metrics), rays_per_sec, done)
+    if live is not None:
+      live.after_step(done, state, step_metrics)
     if val_views is not None and done % config.train.val_every == 0:
       _log_validation(writer, render_chunk, state, val_views, config, scene, done)
     stopping = stop.at(done)
@@ -279,5 +299,4 @@ def _log_validation(writer, render_chunk, state, views, config, scene, step):
   writer.add_scalar("val/psnr", psnr, step)
   writer.add_image("val/rgb", images.to_uint8(np.concatenate([out["rgb"], views.images[0]], axis=1)), step,
                    dataformats="HWC")
-  writer.add_image("val/depth", rendering.depth_to_image(out["depth"], out["acc"], scene.near, scene.far), step,
-                   dataformats="HW")
+  writer.add_image("val/depth", rendering.depth_to_image(out, config)[0], step, dataformats="HWC")

@@ -12,6 +12,7 @@ from jaxnerf.core import poses as poses_lib
 from jaxnerf.data import images
 from jaxnerf.data import loaders
 from jaxnerf.errors import ConfigError
+from jaxnerf.run import camera_path_files
 from jaxnerf.run import rendering
 from jaxnerf.run import state as state_lib
 from jaxnerf.run import workdir as workdir_lib
@@ -28,7 +29,7 @@ def path_poses(kind, config, num_frames):
   orbit otherwise.
   """
   if kind not in PATHS:
-    raise ConfigError(f"--path: expected one of {PATHS}, got {kind!r}")
+    raise ConfigError(f"--path: expected one of {PATHS} or a camera path FILE.json, got {kind!r}")
   if kind == "test":
     views = loaders.load_views(config, "test")
     return kind, views.cam_to_world[np.arange(num_frames) % len(views)], views
@@ -42,6 +43,15 @@ def path_poses(kind, config, num_frames):
                         f"(process_data.py); config.data.dataset is {config.data.dataset!r} (use --path=orbit)")
     return kind, camera_paths.spiral_path(views.cam_to_world.astype(np.float64), views.bounds, num_frames), views
   return kind, camera_paths.orbit_path(views.cam_to_world.astype(np.float64), num_frames), views
+
+
+def keyframe_path(file, config):
+  """A camera path file's name (the file name without .json), its [F, 3, 4] interpolated poses, [F] vertical
+  fields of view in radians, frames per second, and the training Views (whose scene renders them)."""
+  poses, fov_degrees, times, fps = camera_path_files.load(file)
+  poses, fov_degrees = camera_paths.interpolate_keyframes(poses, fov_degrees, times, fps)
+  name = os.path.splitext(os.path.basename(file))[0]
+  return name, poses, np.radians(fov_degrees), fps, loaders.load_views(config, "train")
 
 
 def even_crop(frame):
@@ -59,8 +69,11 @@ def open_writer(path, fps):
 
 def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1, video_format="mp4", step=None):
   """Render a camera path with the latest checkpoint in workdir (or the one of `step`) into
-  DIR/videos/<path>_<step>.<format> (colour) and <path>_<step>_depth.<format> (depth: near white, far and
-  empty black; in NDC scenes this is disparity).
+  DIR/videos/<path>_<step>.<format> (colour) and <path>_<step>_depth.<format> (depth: turbo colours over
+  the first frame's range, near red, far blue, empty white; see rendering.depth_to_image).
+
+  `path` is one of PATHS or a camera path file (FILE.json, camera_path_files.py: its frames, fields of view and
+  fps replace num_frames and fps; the videos are named after the file), rendered at the training image size.
 
   Frames are rendered one at a time in chunks of config.eval.chunk rays, and streamed to the files. All
   processes of a multi-process run render together (render.py); only process 0 writes.
@@ -76,7 +89,11 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
   for ok, flag, expected in checks:
     if not ok:
       raise ConfigError(f"{flag}: expected {expected}")
-  path, poses, views = path_poses(path, config, num_frames)
+  fovs = None  # a camera path file's, else the views' own camera
+  if path.endswith(".json"):
+    path, poses, fovs, fps, views = keyframe_path(path, config)
+  else:
+    path, poses, views = path_poses(path, config, num_frames)
   scene = workdir_lib.run_scene(workdir, loaders.scene_of(config, views))
   model, state = state_lib.restore_trained(config, workdir, scene, step)
   render_chunk = rendering.make_render_chunk(model, scene, config)
@@ -94,17 +111,20 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
     partial = {name: files.enter_context(workdir_lib.written_in_place(file)) for name, file in outputs.items()} \
         if lead else {}
     writers = {name: open_writer(file, fps) for name, file in partial.items()}
+    depth_range = None  # the first frame's, kept: colours that do not flicker
     try:
-      for pose in tqdm.tqdm(poses, unit="frame", desc=f"rendering {path} path", dynamic_ncols=True,
-                            disable=not lead):
-        out = rendering.render_rays(render_chunk, variables, views.camera_rays(pose, factor), config.eval.chunk)
+      for i, pose in enumerate(tqdm.tqdm(poses, unit="frame", desc=f"rendering {path} path", dynamic_ncols=True,
+                                         disable=not lead)):
+        rays = views.camera_rays(pose, factor) if fovs is None else \
+            views.pinhole_rays(pose, views.width // factor, views.height // factor, fovs[i])
+        out = rendering.render_rays(render_chunk, variables, rays, config.eval.chunk)
         rgb = images.to_uint8(out["rgb"])
-        depth = rendering.depth_to_image(out["depth"], out["acc"], scene.near, scene.far)
+        depth, depth_range = rendering.depth_to_image(out, config, depth_range)
         if video_format == "mp4":
           rgb, depth = even_crop(rgb), even_crop(depth)
         if lead:
           writers["rgb"].append_data(rgb)
-          writers["depth"].append_data(np.repeat(depth[..., None], 3, axis=-1))
+          writers["depth"].append_data(depth)
     finally:
       for writer in writers.values():
         writer.close()

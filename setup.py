@@ -28,7 +28,7 @@ setup(
     ],
     # COLMAP from photos (process_data.py) and COLMAP models read directly; cam_from_world() is a method from 3.12.
     # export.py: marching cubes (scikit-image) and PLY/OBJ files (trimesh).
-    # view.py and train.py --viewer: viser's web viewer (camera state, background images and frustums as in 1.x).
+    # view.py and train.py --viewer: viser's web viewer (frustum line thickness in world or screen units, from 1.1).
     extras_require={"test": ["pytest>=8,<10"], "colmap": ["pycolmap>=3.12,<5"],
-                    "export": ["scikit-image>=0.22,<0.27", "trimesh>=4,<6"], "viewer": ["viser>=1.0,<2"]},
+                    "export": ["scikit-image>=0.22,<0.27", "trimesh>=4,<6"], "viewer": ["viser>=1.1,<2"]},
 )

@@ -19,7 +19,7 @@ from jaxnerf.run import train as train_lib
 FLAGS = flags.FLAGS
 cli.define_flags()
 flags.DEFINE_bool("viewer", False, "Serve the live viewer (the `viewer` extra, docs/viewer.md) while training: it "
-                  "renders between steps with at most 15% of the time, and has pause/resume.")
+                  "renders between steps with at most 10% of the time, and has pause/resume.")
 flags.DEFINE_integer("port", 8080, "Port of --viewer's web server (the next free one if taken; 0: any free port).")
 
 

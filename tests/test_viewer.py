@@ -1,6 +1,7 @@
 """The web viewer (viser): a browser's camera gets a rendered frame over the websocket, keyframes placed from it
 save as a camera path file, and training with the viewer on runs to the end with no browser."""
 import io
+import sys
 import threading
 import time
 
@@ -119,3 +120,10 @@ def test_preview_height_fits_the_budget():
   assert viewer_lib.preview_height(1.0, 0.3, 1.0, 800) == viewer_lib.MIN_PREVIEW_HEIGHT
   pose = np.array([[1.0, 0, 0, 1], [0, 0, -1, 2], [0, 1, 0, 3]])
   np.testing.assert_allclose(viewer_lib.opencv_pose(viewer_lib.opencv_pose(pose)), pose)
+
+
+def test_missing_viser_is_one_clear_error(monkeypatch):
+  from jaxnerf.errors import MissingExtraError
+  monkeypatch.setitem(sys.modules, "viser", None)  # what an environment without the extra sees
+  with pytest.raises(MissingExtraError, match=r'pip install -e "\.\[viewer\]"'):
+    viewer_lib.import_viser()

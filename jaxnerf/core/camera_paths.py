@@ -1,6 +1,6 @@
 """Camera paths for videos: built from the training poses, a spiral for forward-facing (LLFF) scenes and an orbit
-for inward-facing ones (Blender, spherified captures); or a smooth path through keyframes a user placed. Poses are [..., 3, 4] camera-to-world matrices in
-the OpenGL convention of rays.py (the camera looks down its -z axis)."""
+for inward-facing ones (Blender, spherified captures); or a smooth path through keyframes a user placed. Poses
+are [..., 3, 4] camera-to-world matrices in the OpenGL convention of rays.py (the camera looks down its -z axis)."""
 import numpy as np
 
 from jaxnerf.core import poses as poses_lib

@@ -206,6 +206,8 @@ def train_and_evaluate(config, workdir, viewer_port=None):
     if lead:
       workdir_lib.write_config(config, workdir)
       workdir_lib.write_scene(scene, workdir)
+    if live is not None:
+      live.warm_up(state)
     state = _train_loop(config, workdir, scene, model, optimizer, state, train_views, val_views, mngr, stop, live)
   return state
 
@@ -216,8 +218,7 @@ def _open_viewer(config, workdir, scene, model, train_views, port):
     return None
   if jax.process_count() > 1:
     raise ConfigError("--viewer: the live viewer runs in single-process training only (use view.py on the workdir)")
-  live = viewer_lib.TrainingViewer(config, scene, model, train_views, port,
-                                   path_dir=os.path.join(workdir, "camera_paths"))
+  live = viewer_lib.TrainingViewer(config, scene, model, train_views, port, os.path.join(workdir, "camera_paths"))
   print(f"viewer at {live.url}", flush=True)
   return live
 

@@ -127,7 +127,7 @@ class Browser:
 class Viewer:
   """The viser server of one run, its scene (frustums, box), controls and the browsers connected to it."""
 
-  def __init__(self, viser, port, renderer, views, scene, path_dir, frame_budget=0.3, refine_budget=None):
+  def __init__(self, viser, port, renderer, views, path_dir, frame_budget=0.3, refine_budget=None):
     self.renderer, self.views, self.path_dir = renderer, views, path_dir
     self.frame_budget, self.refine_budget = frame_budget, refine_budget
     self.generation = 0  # bumped when what is shown changes (output, checkpoint): every browser re-renders
@@ -358,7 +358,7 @@ def open_viewer(config, workdir, port, frame_budget=0.3):
   renderer = SceneRenderer(model, scene, config, views)
   renderer.set_variables(rendering.render_variables(state, config, scene), int(state.step))
   renderer.warm_up()
-  viewer = Viewer(viser, port, renderer, views, scene, os.path.join(workdir, "camera_paths"), frame_budget)
+  viewer = Viewer(viser, port, renderer, views, os.path.join(workdir, "camera_paths"), frame_budget)
   viewer.show_scene_box(scene.scene_box)
   viewer.set_status(f"checkpoint of step {renderer.step}")
 
@@ -375,11 +375,11 @@ def open_viewer(config, workdir, port, frame_budget=0.3):
   return viewer, reload_newer
 
 
-def serve(viewer, reload_newer, poll_seconds=2.0, until=lambda: False):
-  """view.py's loop: render for the browsers whenever there is something to render, and look for a newer
-  checkpoint every poll_seconds, until `until()` (for tests; view.py runs until Ctrl-C)."""
+def serve(viewer, reload_newer, poll_seconds=2.0):
+  """view.py's loop, until Ctrl-C: render for the browsers whenever there is something to render, and look for a
+  newer checkpoint every poll_seconds."""
   last_poll = time.time()
-  while not until():
+  while True:
     if time.time() - last_poll >= poll_seconds:
       reload_newer()
       last_poll = time.time()
@@ -393,10 +393,10 @@ class TrainingViewer:
   attached, and all of it with none), shows step, loss and PSNR, and holds training while "Pause training" is
   ticked and a browser is connected (a closed browser resumes it)."""
 
-  def __init__(self, config, scene, model, views, port, share=0.15, frame_budget=0.3, path_dir=None):
+  def __init__(self, config, scene, model, views, port, path_dir, share=0.1, frame_budget=0.3):
     self.config, self.scene, self.share = config, scene, share
     self.renderer = SceneRenderer(model, scene, config, views)
-    self.viewer = Viewer(import_viser(), port, self.renderer, views, scene, path_dir, frame_budget,
+    self.viewer = Viewer(import_viser(), port, self.renderer, views, path_dir, frame_budget,
                          refine_budget=4 * frame_budget)
     self.viewer.show_scene_box(scene.scene_box)
     self.viewer.add_pause_control()
@@ -405,6 +405,13 @@ class TrainingViewer:
   @property
   def url(self):
     return self.viewer.url
+
+  def warm_up(self, state):
+    """Compile the render function before training starts (seconds, once), so that the first browser does not
+    wait for it and its time does not count against the share."""
+    self.renderer.set_variables(rendering.render_variables(state, self.config, self.scene), int(state.step))
+    self.renderer.warm_up()
+    self.started = time.perf_counter()
 
   def after_step(self, step, state, metrics):
     """Called after each training step with its (device) metrics."""

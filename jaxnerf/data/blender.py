@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 
+from jaxnerf import storage
 from jaxnerf.data import images as images_lib
 from jaxnerf.data import scene_files
 from jaxnerf.data.views import Views
@@ -28,8 +29,8 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
   Returns:
     Views with images [N, H / factor, W / factor, 3].
   """
-  json_path = os.path.join(data_dir, f"transforms_{split}.json")
-  if not os.path.isdir(data_dir):
+  json_path = storage.join(data_dir, f"transforms_{split}.json")
+  if not storage.isdir(data_dir):
     raise DataError(f"{data_dir}: data directory not found")
   meta = scene_files.read_json(json_path, "a Blender transforms JSON")
   if not isinstance(meta, dict) or not isinstance(meta.get("frames"), list):
@@ -51,7 +52,7 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), near=2.0, 
       raise DataError(f"{json_path}: frame {i} needs 'file_path' and a 4x4 'transform_matrix'")
     relative_path = scene_files.scene_relative_path(frame["file_path"], f"{json_path}: frame {i}: 'file_path'")
     pose = scene_files.frame_pose(frame, f"{json_path}: frame {i} ({frame['file_path']})", shapes=((4, 4),))
-    image_path = os.path.join(data_dir, relative_path)
+    image_path = storage.join(data_dir, relative_path)
     if not os.path.splitext(image_path)[1]:
       image_path += ".png"
     rgba = None if check_only else images_lib.read_rgba(image_path)

@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from jaxnerf import storage
 from jaxnerf.core import rays as rays_lib
 from jaxnerf.data import colmap
 from jaxnerf.core import poses as poses_lib
@@ -115,12 +116,12 @@ def image_path_of(data_dir, relative_path, factor):
   if factor > 1 and parts[0] == "images" and len(parts) == 2:
     candidates.insert(0, os.path.join(f"images_{factor}", parts[1]))
   for candidate in candidates:
-    path = os.path.join(data_dir, candidate)
+    path = storage.join(data_dir, candidate)
     options = [path] + ([path + ext for ext in IMAGE_EXTENSIONS] if not os.path.splitext(path)[1] else [])
     for option in options:
-      if os.path.isfile(option):
+      if storage.isfile(option):
         return option, 1 if candidate != relative_path else factor
-  return os.path.join(data_dir, relative_path), factor  # read_rgba names it as not found
+  return storage.join(data_dir, relative_path), factor  # read_rgba names it as not found
 
 
 def split_of(meta, names, split, hold, json_path):
@@ -140,9 +141,9 @@ def split_of(meta, names, split, hold, json_path):
 def read_frames(data_dir):
   """The scene's description (its path, parsed content, frames and global camera keys), checked for shape:
   transforms.json, or else a COLMAP model in sparse/0 with its photos in images/."""
-  json_path = os.path.join(data_dir, FILE_NAME)
-  model_dir = os.path.join(data_dir, "sparse", "0")
-  if not os.path.exists(json_path) and os.path.isdir(model_dir):
+  json_path = storage.join(data_dir, FILE_NAME)
+  model_dir = storage.join(data_dir, "sparse", "0")
+  if not storage.exists(json_path) and storage.isdir(model_dir):
     meta = colmap.reconstruction_document(colmap.read_model(model_dir), "images", where=model_dir)
     return model_dir, meta, meta["frames"], {k: meta[k] for k in CAMERA_KEYS if k in meta}
   meta = read_json(json_path, "an Instant-NGP or nerfstudio transforms.json (or a COLMAP model in sparse/0)")
@@ -199,7 +200,7 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
     Views with per-view intrinsics and lens distortion, `scene_from_world` [4, 4] (the normalisation),
     `split_names` (the frames of each split) and, from COLMAP's points, `bounds` (each view's depth range).
   """
-  if not os.path.isdir(data_dir):
+  if not storage.isdir(data_dir):
     raise DataError(f"{data_dir}: data directory not found")
   if hold < 2:
     raise ConfigError(f"config.data.transforms.hold: expected an integer >= 2, got {hold}")

@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from jaxnerf import config as config_lib
+from jaxnerf import storage
 from jaxnerf.data import images
 from jaxnerf.data import loaders
 from jaxnerf.metrics import lpips as lpips_lib
@@ -54,11 +55,11 @@ def evaluate(config, workdir, step=None):
       per_image[-1]["lpips"] = lpips_of(out["rgb"], target)
     if not lead:
       continue
-    os.makedirs(os.path.dirname(os.path.join(workdir, render_path)), exist_ok=True)
-    workdir_lib.save_png(images.to_uint8(out["rgb"]), os.path.join(workdir, render_path))
+    storage.makedirs(os.path.dirname(storage.join(workdir, render_path)))
+    workdir_lib.save_png(images.to_uint8(out["rgb"]), storage.join(workdir, render_path))
     if config.eval.write_depth:
       depth = rendering.depth_to_image(out["depth"], out["acc"], scene.near, scene.far)
-      workdir_lib.save_png(depth, os.path.join(workdir, eval_dir, name + "_depth.png"))
+      workdir_lib.save_png(depth, storage.join(workdir, eval_dir, name + "_depth.png"))
     lpips_text = f", LPIPS {per_image[-1]['lpips']:.4f}" if lpips_of else ""
     print(f"{name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}{lpips_text}", flush=True)
 
@@ -76,7 +77,7 @@ def evaluate(config, workdir, step=None):
   if lead:
     workdir_lib.write_config(config, workdir, os.path.join(eval_dir, "config.json"))
     workdir_lib.write_scene(scene, workdir, os.path.join(eval_dir, "scene.json"))
-    with workdir_lib.written_in_place(os.path.join(workdir, eval_dir, "metrics.json")) as partial:
+    with workdir_lib.written_in_place(storage.join(workdir, eval_dir, "metrics.json")) as partial:
       with open(partial, "w") as f:
         json.dump(result, f, indent=2)
   return result

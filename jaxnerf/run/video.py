@@ -1,12 +1,12 @@
 """Videos along a camera path from the latest checkpoint of a run: colour and depth, as mp4 (H.264) or GIF."""
 import contextlib
-import os
 
 import imageio.v2 as imageio
 import numpy as np
 import tqdm
 
 from jaxnerf import config as config_lib
+from jaxnerf import storage
 from jaxnerf.core import camera_paths
 from jaxnerf.core import poses as poses_lib
 from jaxnerf.data import images
@@ -82,13 +82,13 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
   render_chunk = rendering.make_render_chunk(model, scene, config)
   variables = rendering.render_variables(state, config, scene)
 
-  video_dir = os.path.join(workdir, "videos")
-  stem = os.path.join(video_dir, f"{path}_{int(state.step)}")
+  video_dir = storage.join(workdir, "videos")
+  stem = storage.join(video_dir, f"{path}_{int(state.step)}")
   outputs = {"rgb": f"{stem}.{video_format}", "depth": f"{stem}_depth.{video_format}"}
   lead = workdir_lib.is_lead_process()
   if lead:
-    os.makedirs(video_dir, exist_ok=True)
-  # Written under temporary names, renamed when every frame is in: a stopped render leaves no video that looks
+    storage.makedirs(video_dir)
+  # Written under temporary names, renamed (or uploaded) when every frame is in: a stopped render leaves no video that looks
   # complete.
   with contextlib.ExitStack() as files:
     partial = {name: files.enter_context(workdir_lib.written_in_place(file)) for name, file in outputs.items()} \

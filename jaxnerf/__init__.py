@@ -8,6 +8,8 @@ The package in layers, each importing only those before it (tests/test_layers.py
   config.py the one config schema
   runtime/  process plumbing: Ctrl-C and preemption, multi-process start-up, host memory, device sharding
   run/      what the scripts call: train state, the train loop, chunked rendering, evaluation, videos, export
+Below them all: errors.py (the user's mistakes) and storage.py (local files and gs:// URLs alike, for every file
+read or written).
 """
 import os
 

@@ -1,4 +1,5 @@
 import os
+import sys
 
 import jax
 import pytest
@@ -12,6 +13,7 @@ TINY = ["--config.model.mlp.depth=2", "--config.model.mlp.width=16", "--config.m
         "--config.model.mlp.view_width=8", "--config.model.hierarchical.num_coarse_samples=4", "--config.model.hierarchical.num_fine_samples=4",
         "--config.train.batch_size=64", "--config.train.max_steps=2", "--config.train.val_every=0",
         "--config.eval.chunk=1024"]
+sys.path.insert(0, os.path.join(REPO, "scripts"))  # gcs_emulator.py
 SHARED_LEGO = os.path.join(REPO, "..", "shared", "data", "nerf_synthetic", "lego")
 SHARED_FERN = os.path.join(REPO, "..", "shared", "data", "nerf_llff_data", "fern")
 # Tests of the real scenes beside the repository (CI has them; a user's checkout need not).
@@ -56,3 +58,30 @@ def write_llff_scene(root, rng, num_views=5):
   for i in range(num_views):
     Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).save(root / "images_2" / f"im{i}.png")
   return root
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+  """The URL of a local Cloud Storage emulator (scripts/gcs_emulator.py), with the environment that points gcsfs,
+  TensorStore (orbax) and google-cloud-storage at it, in this process and the ones it starts; stopped after the
+  session. Its tests skip only if the emulator cannot start."""
+  import gc
+  import gcs_emulator as emulator
+  try:
+    with emulator.running(tmp_path_factory.mktemp("gcs_emulator")) as url, pytest.MonkeyPatch.context() as env:
+      for name, value in emulator.environment(url).items():
+        env.setenv(name, value)
+      yield url
+      gc.collect()  # nothing that uploads when collected may outlive the emulator
+  except emulator.EmulatorError as e:  # raised only while starting
+    pytest.skip(str(e))
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator):
+  """gs://<a new, empty bucket> on the emulator."""
+  import uuid
+  import gcs_emulator as emulator
+  name = f"bucket-{uuid.uuid4().hex[:12]}"
+  emulator.create_bucket(gcs_emulator, name)
+  return f"gs://{name}"

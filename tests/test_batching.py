@@ -50,3 +50,21 @@ def test_single_image_mode_and_precrop():
   assert xs.min() >= 25 and xs.max() < 75 and ys.min() >= 25 and ys.max() < 75
   after = locate(views, single(10)["rays"])
   assert max(x for _, x, _ in after) >= 75 or min(x for _, x, _ in after) < 25
+
+
+def test_a_process_holds_its_share_of_the_photos_and_draws_only_from_them():
+  every = demo_views()
+  shares = [blender.load_split(jaxnerf.DEMO_SCENE, "test", share=(p, 3)) for p in range(3)]
+  assert [list(share.held) for share in shares] == [[0, 3, 6], [1, 4, 7], [2, 5]]
+  for share in shares:
+    np.testing.assert_array_equal(share.images, every.images[share.held])
+    np.testing.assert_array_equal(share.cam_to_world, every.cam_to_world)  # every pose, for the corrections
+    assert share.names == every.names
+    batch = batching.RayBatcher(share, 256, seed=1, stream=7)(5)
+    assert set(batch["view"].tolist()) == set(share.held.tolist())
+    for k, (view, x, y) in enumerate(locate(every, batch["rays"])):
+      assert view == batch["view"][k]
+      np.testing.assert_array_equal(batch["rgb"][k], every.images[view, y, x])
+  # Without a share, the draws are those of every photo, as before shares existed.
+  whole = batching.RayBatcher(every, 64, seed=1)(5)
+  np.testing.assert_array_equal(whole["view"], np.random.default_rng([1, 0, 5]).integers(0, len(every), 64))

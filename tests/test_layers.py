@@ -10,14 +10,15 @@ import pytest
 
 PACKAGE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "jaxnerf")
 
-# Lowest first. "jaxnerf" is the package's own __init__ and jaxnerf/errors.py, which everything may use.
+# Lowest first. "jaxnerf" is the package's own __init__, jaxnerf/errors.py and jaxnerf/storage.py, which
+# everything may use.
 LAYERS = ("jaxnerf", "core", "nerf", "data", "metrics", "config", "runtime", "run")
 
 
 def layer_of(module):
   """The layer of a dotted module name inside the package: "jaxnerf.nerf.model" -> "nerf"."""
   parts = module.split(".")
-  if len(parts) == 1 or parts[1] == "errors":
+  if len(parts) == 1 or parts[1] in ("errors", "storage"):
     return "jaxnerf"
   if parts[1] not in LAYERS:
     raise AssertionError(f"{module}: not in a layer; add its folder to LAYERS in {__file__}")
@@ -90,6 +91,7 @@ def test_the_check_sees_upward_imports_of_every_form():
 
 
 @pytest.mark.parametrize("module,layer", [("jaxnerf", "jaxnerf"), ("jaxnerf.errors", "jaxnerf"),
+                                          ("jaxnerf.storage", "jaxnerf"),
                                           ("jaxnerf.core.rays", "core"), ("jaxnerf.config", "config"),
                                           ("jaxnerf.run.cli", "run")])
 def test_layer_of(module, layer):

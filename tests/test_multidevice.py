@@ -122,16 +122,16 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
   # Skipping empty space: a grid to refresh, split over the processes, and compacted samples split over them.
   procs = [launch([workdir, str(STEPS), address, "2", str(i)], {"JAXNERF_TEST_SKIP_EMPTY": "1"}) for i in range(2)]
 
-  # The reference: one device, fed the global batch the two processes build, the blocks of streams 0 and 1.
+  # The reference: one device, fed the global batch the two processes build, the blocks of streams 0 and 1, each
+  # drawn from its process's share of the training photos.
   config = skipping_empty_space(tiny_config(STEPS))
   model = model_lib.build_model(config)
   optimizer = state_lib.make_optimizer(config.train)
   state = state_lib.create_train_state(config, model, optimizer)
   train_step = train_lib.make_train_step(model, optimizer, config, scene_lib.of_settings(config.data))
-  views = loaders.load_views(config, "train")
   t = config.train
-  batchers = [batching.RayBatcher(views, t.batch_size // 2, t.batching, t.precrop_steps, t.precrop_fraction,
-                                  seed=t.seed, stream=p) for p in range(2)]
+  batchers = [batching.RayBatcher(loaders.load_views(config, "train", share=(p, 2)), t.batch_size // 2, t.batching,
+                                  t.precrop_steps, t.precrop_fraction, seed=t.seed, stream=p) for p in range(2)]
   base_key = jax.random.wrap_key_data(state.key)
   for step in range(STEPS):
     blocks = [b(step) for b in batchers]

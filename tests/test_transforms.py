@@ -246,3 +246,19 @@ def test_colmap_model_built_from_known_cameras_reads_back(tmp_path):
   direction = world_point - rays.origins[0]
   cosine = direction @ rays.viewdirs[0] / np.linalg.norm(direction)
   assert cosine > np.cos(1.5 / 50.0)  # within a pixel or so of the ray through the pixel containing it
+
+
+def test_a_process_share_holds_its_photos_with_every_views_camera(tmp_path):
+  root = str(tmp_path / "scene")
+  # Frame 0 is held out (hold=100): 5 training views, each with its own focal length.
+  write_capture(root, [{"fl_x": 10.0 + i} for i in range(6)], fl_y=7.5)
+  every = transforms.load_split(root, "train", hold=100, normalize=False, near=0.1, far=5.0)
+  for index in range(2):
+    share = transforms.load_split(root, "train", hold=100, normalize=False, near=0.1, far=5.0, share=(index, 2))
+    assert share.held.tolist() == list(range(index, 5, 2)) and len(share) == 5
+    np.testing.assert_array_equal(share.images, every.images[share.held])
+    np.testing.assert_array_equal(share.alpha, every.alpha[share.held])
+    np.testing.assert_array_equal(share.intrinsics, every.intrinsics)
+    np.testing.assert_array_equal(share.cam_to_world, every.cam_to_world)
+  with pytest.raises(DataError, match="5 training views cannot be shared by 6 processes"):
+    transforms.load_split(root, "train", hold=100, normalize=False, near=0.1, far=5.0, share=(0, 6))

@@ -18,7 +18,8 @@ def check_mode(mode):
 
 
 class RayBatcher:
-  """Draws batches of random pixels and their rays from a set of training views."""
+  """Draws batches of random pixels and their rays from a set of training views (from the views whose photos
+  it holds, when they are a process's share)."""
 
   def __init__(self, views: Views, batch_size, mode="all_images", precrop_steps=0, precrop_fraction=0.5,
                seed=0, stream=0):
@@ -36,7 +37,7 @@ class RayBatcher:
 
     Returns:
       dict with "rays" (Rays of [batch_size, 3] float32 arrays), "rgb" ([batch_size, 3] float32), "view"
-      ([batch_size] int32, the index of each ray's view), and for views with transparency "alpha" ([batch_size]
+      ([batch_size] int32, the index of each ray's view among all views, drawn from those whose photos are held), and for views with transparency "alpha" ([batch_size]
       float32, see Views.alpha).
     """
     rng = np.random.default_rng([self.seed, self.stream, step])
@@ -49,14 +50,16 @@ class RayBatcher:
     else:
       y0, y1, x0, x1 = 0, h, 0, w
     shape = (self.batch_size,)
+    held = self.views.held_views()
     if self.mode == "all_images":
-      view = rng.integers(0, len(self.views), shape)
+      row = rng.integers(0, len(held), shape)  # of the held photos
     else:
-      view = np.full(shape, rng.integers(0, len(self.views)))
+      row = np.full(shape, rng.integers(0, len(held)))
     y = rng.integers(y0, y1, shape)
     x = rng.integers(x0, x1, shape)
-    batch = {"rays": self.views.pixel_rays(view, x, y), "rgb": self.views.images[view, y, x],
+    view = held[row]
+    batch = {"rays": self.views.pixel_rays(view, x, y), "rgb": self.views.images[row, y, x],
              "view": view.astype(np.int32)}
     if self.views.alpha is not None:
-      batch["alpha"] = self.views.alpha[view, y, x]
+      batch["alpha"] = self.views.alpha[row, y, x]
     return batch

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from jaxnerf import storage
 from jaxnerf.errors import DataError
 
 # COLMAP model -> (transforms.json camera_model, the names of its parameters in COLMAP's order; f is fl_x = fl_y).
@@ -23,6 +24,8 @@ CAMERA_MODELS = {
     "SIMPLE_RADIAL_FISHEYE": ("OPENCV_FISHEYE", ("f", "cx", "cy", "k1")),
     "RADIAL_FISHEYE": ("OPENCV_FISHEYE", ("f", "cx", "cy", "k1", "k2")),
 }
+# A COLMAP model's files, binary or text.
+MODEL_FILES = tuple(f"{part}.{ext}" for part in ("cameras", "images", "points3D") for ext in ("bin", "txt"))
 COLMAP_FROM_OPENGL = np.diag([1.0, -1.0, -1.0])
 
 
@@ -96,9 +99,10 @@ def reconstruction_document(reconstruction, image_folder="images", where="COLMAP
 def read_model(model_dir):
   """The pycolmap Reconstruction in `model_dir` (cameras, images and points3D, .bin or .txt)."""
   pycolmap = import_pycolmap()
-  if not any(os.path.isfile(os.path.join(model_dir, f"cameras.{ext}")) for ext in ("bin", "txt")):
+  if not any(storage.isfile(storage.join(model_dir, f"cameras.{ext}")) for ext in ("bin", "txt")):
     raise DataError(f"{model_dir}: not a COLMAP model (expected cameras, images and points3D .bin or .txt files)")
   try:
-    return pycolmap.Reconstruction(model_dir)
+    with storage.local_folder(model_dir, MODEL_FILES) as folder:  # pycolmap reads local files only
+      return pycolmap.Reconstruction(folder)
   except (RuntimeError, ValueError, OSError) as e:
     raise DataError(f"{model_dir}: COLMAP model cannot be read ({str(e).splitlines()[0] if str(e) else e})") from None

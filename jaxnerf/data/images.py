@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from jaxnerf import storage
 from jaxnerf.errors import DataError
 
 # 8-bit modes that PIL converts to RGBA exactly (palette, greyscale, CMYK and colour-space modes included).
@@ -83,7 +84,7 @@ def read_size(path):
 def _opened(path):
   """PIL's image at `path`, with its errors turned into one DataError line naming the file."""
   try:
-    with Image.open(path) as image:
+    with storage.open_file(path, "rb") as f, Image.open(f) as image:
       yield image
   except DataError:
     raise

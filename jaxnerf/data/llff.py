@@ -6,16 +6,19 @@ and far depth bounds of the view. Loading converts the axes to the project's [ri
 convention, scales the scene so that the nearest bound is about 1, and recentres the poses on their average pose
 (or, for inward-facing 360-degree captures, "spherifies" them), as the NeRF paper does.
 """
+import io
 import os
 
 import numpy as np
 
+from jaxnerf import storage
 from jaxnerf.data import images as images_lib
 from jaxnerf.core.poses import nearest_point_to_axes
 from jaxnerf.core.poses import normalize
 from jaxnerf.core.poses import recenter_poses
 from jaxnerf.core.poses import to_homogeneous
 from jaxnerf.data.views import Views
+from jaxnerf.data.views import share_of
 from jaxnerf.data.scene_files import check_pose
 from jaxnerf.errors import DataError
 
@@ -32,7 +35,8 @@ def read_poses_bounds(path):
     bounds: [N, 2] float64 near and far depth bounds.
   """
   try:
-    array = np.load(path, allow_pickle=False)
+    with storage.open_file(path, "rb") as f:
+      array = np.load(io.BytesIO(f.read()), allow_pickle=False)
   except FileNotFoundError:
     raise DataError(f"{path}: file not found (expected LLFF camera poses and bounds)") from None
   except (OSError, ValueError) as e:
@@ -75,8 +79,8 @@ def image_folder(data_dir, factor):
   """The folder to read for a downsampling factor, and the factor still to apply to its images: images_{k} for
   the largest k dividing `factor` that exists (k = 1 is `images/`)."""
   for k in sorted((k for k in range(factor, 0, -1) if factor % k == 0), reverse=True):
-    folder = os.path.join(data_dir, "images" if k == 1 else f"images_{k}")
-    if os.path.isdir(folder):
+    folder = storage.join(data_dir, "images" if k == 1 else f"images_{k}")
+    if storage.isdir(folder):
       return folder, factor // k
   raise DataError(f"{data_dir}: no image folder for factor {factor} (expected images_{factor}/, images_k/ for a "
                   "k dividing it, or images/)")
@@ -89,20 +93,20 @@ def load_scene(data_dir, factor=4, spherify=False):
     images [N, H, W, 3] float32, poses [N, 3, 4] float64 (OpenGL axes, recentred or spherified), bounds [N, 2]
     (scaled like the poses), focal length in pixels at the loaded size, and the image file names.
   """
-  if not os.path.isdir(data_dir):
+  if not storage.isdir(data_dir):
     raise DataError(f"{data_dir}: data directory not found")
-  poses_path = os.path.join(data_dir, "poses_bounds.npy")
+  poses_path = storage.join(data_dir, "poses_bounds.npy")
   raw_poses, bounds = read_poses_bounds(poses_path)
   for i, pose in enumerate(llff_to_opengl(raw_poses)):
     check_pose(pose, f"{poses_path}: row {i}")
   folder, extra_factor = image_folder(data_dir, factor)
-  names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+  names = [n for n in storage.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS)]
   if len(names) != len(raw_poses):
     raise DataError(f"{folder}: has {len(names)} images, expected {len(raw_poses)} (one per row of {poses_path})")
 
   images = []
   for name in names:
-    path = os.path.join(folder, name)
+    path = storage.join(folder, name)
     rgb = images_lib.read_rgba(path)[..., :3]
     h, w = rgb.shape[:2]
     if h % extra_factor or w % extra_factor:
@@ -139,11 +143,14 @@ def split_indices(num_images, split, hold):
   return np.flatnonzero(~held_out if split == "train" else held_out)
 
 
-def load_split(data_dir, split, factor=4, hold=8, spherify=False, ndc=True, stride=1, pixel_center=True):
+def load_split(data_dir, split, factor=4, hold=8, spherify=False, ndc=True, stride=1, pixel_center=True,
+               share=None):
   """Load one split ("train", "val" or "test"; val and test are the same held-out views) of an LLFF scene.
 
   With `ndc` (forward-facing scenes), rays are mapped to normalised device coordinates and sampled on [0, 1];
-  otherwise between 0.9 times the nearest and the farthest scene bound.
+  otherwise between 0.9 times the nearest and the farthest scene bound. With `share` (process index, process
+  count) only that process's share of the photos is kept (views.share_of); every photo is decoded first, since
+  the scene's few photos fix its size and bounds together.
 
   Returns:
     Views with images [N, H, W, 3] and the views' scaled depth bounds.
@@ -155,6 +162,7 @@ def load_split(data_dir, split, factor=4, hold=8, spherify=False, ndc=True, stri
   if not len(indices):
     raise DataError(f"{data_dir}: split '{split}' has no images (data.llff_hold={hold}, {len(images)} images)")
   near, far = (0.0, 1.0) if ndc else (0.9 * float(bounds.min()), float(bounds.max()))
-  return Views(images=images[indices], cam_to_world=poses[indices].astype(np.float32), focal=focal, near=near,
+  held = share_of(len(indices), share, data_dir)
+  return Views(images=images[indices[held]], held=None if share is None else held, cam_to_world=poses[indices].astype(np.float32), focal=focal, near=near,
                far=far, names=[f"{split}/{os.path.splitext(names[i])[0]}" for i in indices],
                pixel_center=pixel_center, ndc=ndc, bounds=bounds[indices])

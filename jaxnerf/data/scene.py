@@ -8,11 +8,11 @@ the background colour, and which frames were held out. Training saves it as `sce
 import dataclasses
 import json
 import math
-import os
 from typing import Optional, Tuple
 
 import numpy as np
 
+from jaxnerf import storage
 from jaxnerf.errors import DataError
 
 FILE_NAME = "scene.json"
@@ -96,17 +96,17 @@ def of_views(views, scene_box, background):
 
 
 def path_in(workdir):
-  return os.path.join(workdir, FILE_NAME)
+  return storage.join(workdir, FILE_NAME)
 
 
 def load(workdir):
   """The Scene saved in workdir/scene.json, or None for a run written before scene descriptions existed."""
   path = path_in(workdir)
-  if not os.path.exists(path):
+  if not storage.exists(path):
     return None
   try:
-    with open(path, encoding="utf-8") as f:
-      text = f.read()
+    with storage.open_file(path, "rb") as f:
+      text = f.read().decode("utf-8")
   except (OSError, UnicodeDecodeError) as e:
     raise DataError(f"{path}: cannot be read ({e})") from None
   return Scene.from_json(text, path)

@@ -6,14 +6,15 @@ import os
 
 import numpy as np
 
+from jaxnerf import storage
 from jaxnerf.errors import DataError
 
 
 def read_json(path, what):
   """The parsed JSON file at `path` (`what` it should be, for the messages); DataError if it cannot be read."""
   try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
+    with storage.open_file(path, "rb") as f:
+      return json.loads(f.read().decode("utf-8"))
   except FileNotFoundError:
     raise DataError(f"{path}: file not found (expected {what})") from None
   except json.JSONDecodeError as e:

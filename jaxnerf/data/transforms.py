@@ -23,6 +23,7 @@ import os
 
 import numpy as np
 
+from jaxnerf import storage
 from jaxnerf.core import rays as rays_lib
 from jaxnerf.data import colmap
 from jaxnerf.core import poses as poses_lib
@@ -36,6 +37,7 @@ from jaxnerf.data.scene_files import read_json
 from jaxnerf.data.scene_files import scene_relative_path
 from jaxnerf.data.scene_files import short_repr
 from jaxnerf.data.views import Views
+from jaxnerf.data.views import share_of
 from jaxnerf.errors import ConfigError
 from jaxnerf.errors import DataError
 
@@ -115,12 +117,12 @@ def image_path_of(data_dir, relative_path, factor):
   if factor > 1 and parts[0] == "images" and len(parts) == 2:
     candidates.insert(0, os.path.join(f"images_{factor}", parts[1]))
   for candidate in candidates:
-    path = os.path.join(data_dir, candidate)
+    path = storage.join(data_dir, candidate)
     options = [path] + ([path + ext for ext in IMAGE_EXTENSIONS] if not os.path.splitext(path)[1] else [])
     for option in options:
-      if os.path.isfile(option):
+      if storage.isfile(option):
         return option, 1 if candidate != relative_path else factor
-  return os.path.join(data_dir, relative_path), factor  # read_rgba names it as not found
+  return storage.join(data_dir, relative_path), factor  # read_rgba names it as not found
 
 
 def split_of(meta, names, split, hold, json_path):
@@ -140,9 +142,9 @@ def split_of(meta, names, split, hold, json_path):
 def read_frames(data_dir):
   """The scene's description (its path, parsed content, frames and global camera keys), checked for shape:
   transforms.json, or else a COLMAP model in sparse/0 with its photos in images/."""
-  json_path = os.path.join(data_dir, FILE_NAME)
-  model_dir = os.path.join(data_dir, "sparse", "0")
-  if not os.path.exists(json_path) and os.path.isdir(model_dir):
+  json_path = storage.join(data_dir, FILE_NAME)
+  model_dir = storage.join(data_dir, "sparse", "0")
+  if not storage.exists(json_path) and storage.isdir(model_dir):
     meta = colmap.reconstruction_document(colmap.read_model(model_dir), "images", where=model_dir)
     return model_dir, meta, meta["frames"], {k: meta[k] for k in CAMERA_KEYS if k in meta}
   meta = read_json(json_path, "an Instant-NGP or nerfstudio transforms.json (or a COLMAP model in sparse/0)")
@@ -177,7 +179,7 @@ def factor_for_long_side(data_dir, path, camera, long_side):
 
 
 def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, normalize=True, centre="auto",
-               near=-1.0, far=-1.0, stride=1, pixel_center=True, long_side=0, check_only=False):
+               near=-1.0, far=-1.0, stride=1, pixel_center=True, long_side=0, check_only=False, share=None):
   """Load one split ("train", "val" or "test") of a transforms.json capture.
 
   Args:
@@ -194,12 +196,14 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
       dropped (pixel coordinates start at the top left corner, so the intrinsics stay exact).
     check_only: check every frame of the split (pose, camera keys, its photo's header: readable, of the size its
       w and h give) and return None, without decoding the photos.
+    share: (process index, process count): decode only that process's share of the photos (views.share_of); the
+      others' are read for their size alone.
 
   Returns:
     Views with per-view intrinsics and lens distortion, `scene_from_world` [4, 4] (the normalisation),
     `split_names` (the frames of each split) and, from COLMAP's points, `bounds` (each view's depth range).
   """
-  if not os.path.isdir(data_dir):
+  if not storage.isdir(data_dir):
     raise DataError(f"{data_dir}: data directory not found")
   if hold < 2:
     raise ConfigError(f"config.data.transforms.hold: expected an integer >= 2, got {hold}")
@@ -234,38 +238,40 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
   if not indices:
     raise DataError(f"{json_path}: split '{split}' has no frames (data.transforms.hold={hold}, {len(frames)} frames)")
 
+  held = share_of(len(indices), share, json_path)
+  row_of = {int(i): row for row, i in enumerate(held)}  # view -> its row in `images`
   images = alpha = None
   intrinsics, distortions, models = [], [], set()
-  for row, i in enumerate(indices):
+  for view, i in enumerate(indices):
     where = f"{json_path}: frame {i} ({paths[i]})"
     image_path, extra_factor = image_path_of(data_dir, paths[i], factor)
-    rgba = None if check_only else read_rgba(image_path)
-    h, w = read_size(image_path) if check_only else rgba.shape[:2]
+    decoded = not check_only and view in row_of  # else: another process's photo, or a check
+    rgba = read_rgba(image_path) if decoded else None
+    h, w = rgba.shape[:2] if decoded else read_size(image_path)
     kept = (h - h % extra_factor, w - w % extra_factor) if long_side > 0 else (h, w)
     if kept[0] % extra_factor or kept[1] % extra_factor:
       raise DataError(f"{image_path}: downsampling factor {extra_factor} does not divide the image size {w}x{h}")
     loaded = (h // extra_factor, w // extra_factor)
-    if check_only:
-      camera = {**global_camera, **{k: frames[i][k] for k in CAMERA_KEYS if k in frames[i]}}
-      camera_of(camera, w * (factor // extra_factor), h * (factor // extra_factor), where, factor // extra_factor)
-      continue
-    rgba = rgba[:kept[0], :kept[1]]
-    if images is None:  # filled in place: a list and a stacked copy would need twice the memory
-      images = np.empty((len(indices), *loaded, 3), np.float32)
-      alpha = np.empty((len(indices), *loaded), np.float32)
-    elif loaded != images.shape[1:3]:
-      raise DataError(f"{image_path}: image is {loaded[1]}x{loaded[0]} once loaded, expected "
-                      f"{images.shape[2]}x{images.shape[1]} like the other photos of the split")
     # w and h (and the intrinsics) describe the full-size photo: scale them to an images_{factor}/ copy.
     full_scale = factor // extra_factor
     camera = {**global_camera, **{k: frames[i][k] for k in CAMERA_KEYS if k in frames[i]}}
+    if check_only:
+      camera_of(camera, w * full_scale, h * full_scale, where, full_scale)
+      continue
+    if images is None:  # filled in place: a list and a stacked copy would need twice the memory
+      images = np.empty((len(held), *loaded, 3), np.float32)
+      alpha = np.empty((len(held), *loaded), np.float32)
+    elif loaded != images.shape[1:3]:
+      raise DataError(f"{image_path}: image is {loaded[1]}x{loaded[0]} once loaded, expected "
+                      f"{images.shape[2]}x{images.shape[1]} like the other photos of the split")
     frame_intrinsics, distortion, model = camera_of(camera, w * full_scale, h * full_scale, where, full_scale)
     intrinsics.append(frame_intrinsics / factor)
     distortions.append(distortion)
     models.add(model)
-    premultiplied = downsample_premultiplied(rgba, extra_factor)
-    images[row] = composite_on_background(premultiplied, background)
-    alpha[row] = premultiplied[..., 3]
+    if decoded:
+      premultiplied = downsample_premultiplied(rgba[:kept[0], :kept[1]], extra_factor)
+      images[row_of[view]] = composite_on_background(premultiplied, background)
+      alpha[row_of[view]] = premultiplied[..., 3]
   if check_only:
     return None
   if models == {"pinhole", "opencv"}:  # distortion-free frames of an OpenCV camera are pinhole frames of it
@@ -279,4 +285,5 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
                background=tuple(float(c) for c in background), intrinsics=intrinsics.astype(np.float32),
                camera_model=models.pop(), distortion=np.stack(distortions).astype(np.float32),
                scene_from_world=scene_from_world, split_names=split_names,
-               bounds=None if depths is None else depths[indices].astype(np.float32))
+               bounds=None if depths is None else depths[indices].astype(np.float32),
+               held=None if share is None else held)

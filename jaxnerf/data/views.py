@@ -5,6 +5,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from jaxnerf.core import rays as rays_lib
+from jaxnerf.errors import DataError
 
 
 @dataclasses.dataclass
@@ -30,6 +31,9 @@ class Views:
     scene_from_world: [4, 4] similarity the loader applied to the input's poses (identity where it applied none);
       its inverse maps renders and exports back to the input's frame.
     split_names: names of the frames of each split ("train", "test"), where the loader chose the split.
+    held: [num_held] int, the views whose photos `images` and `alpha` hold, in order (a process's share of the
+      training views in a multi-host job, see share_of); None (the default): every view's. Poses, intrinsics and
+      names are those of every view.
   """
   images: np.ndarray
   cam_to_world: np.ndarray
@@ -47,6 +51,7 @@ class Views:
   distortion: Optional[np.ndarray] = None
   scene_from_world: np.ndarray = dataclasses.field(default_factory=lambda: np.eye(4))
   split_names: Optional[Dict[str, List[str]]] = None
+  held: Optional[np.ndarray] = None
 
   def __post_init__(self):
     if self.intrinsics is None:
@@ -66,7 +71,11 @@ class Views:
     return self.images.shape[2]
 
   def __len__(self):
-    return self.images.shape[0]
+    return self.cam_to_world.shape[0]
+
+  def held_views(self):
+    """[num_held] int: the views whose photos are held (all of them unless the views are a share)."""
+    return np.arange(len(self)) if self.held is None else self.held
 
   def pixel_rays(self, view, x, y):
     """Rays through pixels (x, y) of views `view`; all [...] integer arrays. Returns [..., 3] float32 Rays."""
@@ -113,3 +122,15 @@ class Views:
 
   def _to_ndc(self, rays, width, height, focal):
     return rays_lib.to_ndc(rays, np.float32(width), np.float32(height), np.float32(focal)) if self.ndc else rays
+
+
+def share_of(num_views, share, where):
+  """[num_held] int: the views of `share` = (process index, process count) among `num_views`, every count-th from
+  the index (None: all); each of a job's processes holds its own, about 1/count of the views. DataError naming
+  `where` (the split's file or folder) if a process would hold none."""
+  if share is None:
+    return np.arange(num_views)
+  index, count = share
+  if num_views < count:
+    raise DataError(f"{where}: {num_views} training views cannot be shared by {count} processes (each needs one)")
+  return np.arange(index, num_views, count)

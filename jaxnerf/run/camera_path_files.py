@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 
+from jaxnerf import storage
 from jaxnerf.errors import ConfigError
 
 FORMAT = "jaxnerf camera path"
@@ -33,7 +34,7 @@ def load(path):
   Raises ConfigError naming the file and what is wrong with it."""
   where = f"--path={path}"
   try:
-    with open(path) as f:
+    with storage.open_file(path, "r") as f:
       data = json.load(f)
   except OSError as e:
     raise ConfigError(f"{where}: cannot read it ({e.strerror})") from None

@@ -5,18 +5,18 @@ during a save leaves the previous checkpoints usable; leftovers of such a save a
 Arrays are stored with tensorstore and metadata as JSON: nothing is unpickled on restore.
 """
 import dataclasses
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxnerf import storage
 from jaxnerf.errors import WorkdirError
 
 def manager(directory, keep=3, read_only=False):
-  """A CheckpointManager for `directory` (relative paths are resolved against the current directory, as orbax
-  needs absolute ones). Saves are synchronous so a checkpoint is complete (or absent) when save() returns.
+  """A CheckpointManager for `directory`, a local path or a URL such as gs://bucket/run/checkpoints (relative
+  paths are resolved against the current directory, as orbax needs absolute ones). Saves are synchronous so a checkpoint is complete (or absent) when save() returns.
 
   The writer's manager removes leftovers of interrupted saves when it opens; a `read_only` one (eval, render,
   export; never saved with) creates and removes nothing, so that it can open a run while train.py is in the middle
@@ -26,7 +26,7 @@ def manager(directory, keep=3, read_only=False):
   else:
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True,
                                            cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(os.path.abspath(directory), options=options,
+  return ocp.CheckpointManager(storage.absolute(directory), options=options,
                                item_handlers=ocp.StandardCheckpointHandler())
 
 

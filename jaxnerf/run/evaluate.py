@@ -6,6 +6,7 @@ import jax
 import numpy as np
 
 from jaxnerf import config as config_lib
+from jaxnerf import storage
 from jaxnerf.core import colormaps
 from jaxnerf.data import images
 from jaxnerf.data import loaders
@@ -64,12 +65,12 @@ def evaluate(config, workdir, step=None):
       per_image[-1]["lpips"] = lpips_of(out["rgb"], target)
     if not lead:
       continue
-    os.makedirs(os.path.dirname(os.path.join(workdir, render_path)), exist_ok=True)
-    workdir_lib.save_png(images.to_uint8(out["rgb"]), os.path.join(workdir, render_path))
+    storage.makedirs(os.path.dirname(storage.join(workdir, render_path)))
+    workdir_lib.save_png(images.to_uint8(out["rgb"]), storage.join(workdir, render_path))
     if config.eval.write_depth:
-      depth_stem = os.path.join(workdir, eval_dir, name + "_depth")
+      depth_stem = storage.join(workdir, eval_dir, name + "_depth")
       workdir_lib.save_png(rendering.depth_to_image(out, config)[0], depth_stem + ".png")
-      np.save(depth_stem + ".npy", colormaps.ray_distance(out["depth"], out["acc"]))
+      workdir_lib.save_npy(colormaps.ray_distance(out["depth"], out["acc"]), depth_stem + ".npy")
     lpips_text = f", LPIPS {per_image[-1]['lpips']:.4f}" if lpips_of else ""
     print(f"{name}: PSNR {psnr:.2f} dB, SSIM {ssim:.4f}{lpips_text}", flush=True)
 
@@ -88,7 +89,7 @@ def evaluate(config, workdir, step=None):
   if lead:
     workdir_lib.write_config(config, workdir, os.path.join(eval_dir, "config.json"))
     workdir_lib.write_scene(scene, workdir, os.path.join(eval_dir, "scene.json"))
-    with workdir_lib.written_in_place(os.path.join(workdir, eval_dir, "metrics.json")) as partial:
+    with workdir_lib.written_in_place(storage.join(workdir, eval_dir, "metrics.json")) as partial:
       with open(partial, "w") as f:
         json.dump(result, f, indent=2)
   return result

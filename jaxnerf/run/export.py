@@ -14,6 +14,7 @@ import numpy as np
 import tqdm
 
 from jaxnerf import config as config_lib
+from jaxnerf import storage
 from jaxnerf.core import compositing
 from jaxnerf.data import images
 from jaxnerf.data import loaders
@@ -360,14 +361,14 @@ def export(config, workdir, what, output=None, file_format="", resolution=256, t
   scene = workdir_lib.run_scene(workdir, loaders.scene_of(config, views))
   model, state = state_lib.restore_trained(config, workdir, scene, step)
   views = state_lib.refined_views(views, state, views_stride)  # the cameras as training refined them
-  output = output or os.path.join(workdir, "export", f"{what}_{int(state.step)}.{file_format}")
+  output = output or storage.join(workdir, "export", f"{what}_{int(state.step)}.{file_format}")
   result = {"step": int(state.step), "format": file_format, "path": output}
   render_chunk = rendering.make_render_chunk(model, scene, config)
   if what == "mesh":
     vertices, faces, colors = _mesh(config, model, state, scene, views, render_chunk, resolution, threshold, cleanup)
     vertices, faces, kept = mesh_in_world(vertices, faces, views, np.linalg.inv(scene.scene_from_world_matrix))
     if workdir_lib.is_lead_process():
-      os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+      storage.makedirs(os.path.dirname(storage.absolute(output)))
       write_mesh(output, file_format, vertices, faces, colors[kept])
     return dict(result, vertices=len(vertices), faces=len(faces))
   points, colors = _point_cloud(config, state, scene, views, render_chunk, min_opacity, num_points, factor, cleanup)
@@ -376,7 +377,7 @@ def export(config, workdir, what, output=None, file_format="", resolution=256, t
                     "--min_opacity")
   points = transform_points(np.linalg.inv(scene.scene_from_world_matrix), points)
   if workdir_lib.is_lead_process():
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    storage.makedirs(os.path.dirname(storage.absolute(output)))
     write_point_cloud(output, points, colors)
   return dict(result, points=len(points))
 

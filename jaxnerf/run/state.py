@@ -2,7 +2,6 @@
 trained run restored from its checkpoints (with its model and occupancy grid)."""
 import dataclasses
 import functools
-import os
 from typing import Any
 
 import flax
@@ -11,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnerf import storage
 from jaxnerf.core import rays as rays_lib
 from jaxnerf.errors import WorkdirError
 from jaxnerf.nerf import model as model_lib
@@ -146,7 +146,7 @@ def restore_trained(config, workdir, scene, step=None):
 
   Raises WorkdirError if workdir holds no checkpoint, or a run or checkpoint of another model.
   """
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+  if not storage.isdir(storage.join(workdir, "checkpoints")):
     raise WorkdirError(f"{workdir}: no checkpoint to render (train first, with the same --workdir)")
   workdir_lib.prepare_workdir(config, workdir)
   if workdir_lib.is_lead_process():
@@ -154,7 +154,7 @@ def restore_trained(config, workdir, scene, step=None):
       print(f"note: config.{field} is {here!r} here, {there!r} in the run's config.json", flush=True)
   model = model_lib.build_model(config, scene)
   template = create_train_state(config, model, make_optimizer(config.train), corrected_views(config, scene))
-  with checkpoints.manager(os.path.join(workdir, "checkpoints"), read_only=True) as mngr:
+  with checkpoints.manager(storage.join(workdir, "checkpoints"), read_only=True) as mngr:
     state = checkpoints.restore_latest(mngr, template, step, added_fields=ADDED_FIELDS)
   if state is None:
     raise WorkdirError(f"{workdir}: no checkpoint to render (train first, with the same --workdir)")

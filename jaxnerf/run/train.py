@@ -18,9 +18,9 @@ import numpy as np
 import optax
 import tqdm
 from jax.experimental import multihost_utils
-from tensorboardX import SummaryWriter
 
 from jaxnerf import config as config_lib
+from jaxnerf import storage
 from jaxnerf.data import batching
 from jaxnerf.data import images
 from jaxnerf.data import loaders
@@ -186,7 +186,9 @@ def train_and_evaluate(config, workdir, viewer_port=None):
   """
   config_lib.validate(config, jax.device_count())
   lead = workdir_lib.is_lead_process()
-  train_views = loaders.load_views(config, "train")
+  # Each process holds its share of the training photos, and draws its block of every batch from them.
+  share = (jax.process_index(), jax.process_count()) if jax.process_count() > 1 else None
+  train_views = loaders.load_views(config, "train", share=share)
   loaders.check_held_out(config)
   scene = loaders.scene_of(config, train_views, training=True)
   val_views = loaders.load_views(config, "val", stride=10**9) if config.train.val_every else None
@@ -196,7 +198,7 @@ def train_and_evaluate(config, workdir, viewer_port=None):
   state = state_lib.create_train_state(config, model, optimizer, state_lib.corrected_views(config, scene))
   workdir_lib.prepare_workdir(config, workdir)
   live = _open_viewer(config, workdir, scene, model, train_views, viewer_port)
-  with checkpoints.manager(os.path.join(workdir, "checkpoints"), config.train.keep_checkpoints) as mngr, \
+  with checkpoints.manager(storage.join(workdir, "checkpoints"), config.train.keep_checkpoints) as mngr, \
        StopRequest() as stop, contextlib.ExitStack() as closing:
     if live is not None:
       closing.callback(live.close)
@@ -235,7 +237,7 @@ def _train_loop(config, workdir, scene, model, optimizer, state, train_views, va
                                 seed=config.train.seed, stream=jax.process_index())
   mesh = sharding.data_mesh()
   base_key = jax.random.wrap_key_data(state.key)
-  writer = SummaryWriter(os.path.join(workdir, "tensorboard")) if lead else None
+  writer = workdir_lib.EventWriter(workdir) if lead else None
   progress = tqdm.tqdm(total=config.train.max_steps, initial=start, unit="step", dynamic_ncols=True,
                        desc="resumed" if start else "training", mininterval=1.0, disable=not lead)
   interval_start, interval_steps = time.perf_counter(), 0
@@ -264,8 +266,10 @@ def _train_loop(config, workdir, scene, model, optimizer, state, train_views, va
     stopping = stop.at(done)
     if done % config.train.checkpoint_every == 0 or done == config.train.max_steps or stopping:
       checkpoints.save(mngr, done, state)
-      if lead and state.views is not None:
-        workdir_lib.write_view_corrections(workdir, scene, train_views.cam_to_world, state.views)
+      if lead:
+        writer.flush()  # on object storage, uploads the events so far
+        if state.views is not None:
+          workdir_lib.write_view_corrections(workdir, scene, train_views.cam_to_world, state.views)
     if stopping:
       if stop.interrupted:  # ends the command with exit code 130 (cli.py prints the line)
         progress.close()

@@ -7,6 +7,7 @@ import numpy as np
 import tqdm
 
 from jaxnerf import config as config_lib
+from jaxnerf import storage
 from jaxnerf.core import camera_paths
 from jaxnerf.core import poses as poses_lib
 from jaxnerf.data import images
@@ -50,7 +51,7 @@ def keyframe_path(file, config):
   fields of view in radians, frames per second, and the training Views (whose scene renders them)."""
   poses, fov_degrees, times, fps = camera_path_files.load(file)
   poses, fov_degrees = camera_paths.interpolate_keyframes(poses, fov_degrees, times, fps)
-  name = os.path.splitext(os.path.basename(file))[0]
+  name = os.path.splitext(os.path.basename(str(file)))[0]
   return name, poses, np.radians(fov_degrees), fps, loaders.load_views(config, "train")
 
 
@@ -99,13 +100,13 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
   render_chunk = rendering.make_render_chunk(model, scene, config)
   variables = rendering.render_variables(state, config, scene)
 
-  video_dir = os.path.join(workdir, "videos")
-  stem = os.path.join(video_dir, f"{path}_{int(state.step)}")
+  video_dir = storage.join(workdir, "videos")
+  stem = storage.join(video_dir, f"{path}_{int(state.step)}")
   outputs = {"rgb": f"{stem}.{video_format}", "depth": f"{stem}_depth.{video_format}"}
   lead = workdir_lib.is_lead_process()
   if lead:
-    os.makedirs(video_dir, exist_ok=True)
-  # Written under temporary names, renamed when every frame is in: a stopped render leaves no video that looks
+    storage.makedirs(video_dir)
+  # Written under temporary names, renamed (or uploaded) when every frame is in: a stopped render leaves no video that looks
   # complete.
   with contextlib.ExitStack() as files:
     partial = {name: files.enter_context(workdir_lib.written_in_place(file)) for name, file in outputs.items()} \

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from jaxnerf import storage
 from jaxnerf.core import camera_paths
 from jaxnerf.core import colormaps
 from jaxnerf.core import poses as poses_lib
@@ -267,10 +268,11 @@ class Viewer:
     """Write the keyframes to path_dir/<name>.json (camera_path_files.py); returns the file's path."""
     poses = np.stack([pose for pose, _ in self.keyframes])
     times = np.arange(len(self.keyframes)) * float(self.seconds.value)
-    os.makedirs(self.path_dir, exist_ok=True)
-    file = os.path.join(self.path_dir, f"{name}.json")
-    with open(file, "w") as f:
-      f.write(camera_path_files.to_json(poses, [fov for _, fov in self.keyframes], times, fps=30))
+    storage.makedirs(self.path_dir)
+    file = storage.join(self.path_dir, f"{name}.json")
+    with workdir_lib.written_in_place(file) as partial:
+      with open(partial, "w") as f:
+        f.write(camera_path_files.to_json(poses, [fov for _, fov in self.keyframes], times, fps=30))
     return file
 
   def _save_path(self):
@@ -341,7 +343,7 @@ def latest_checkpoint_step(workdir):
   """The step of the newest finished checkpoint in workdir/checkpoints (orbax renames a save's temporary folder to
   the bare step number when it is complete), or None."""
   try:
-    names = os.listdir(os.path.join(workdir, "checkpoints"))
+    names = storage.listdir(storage.join(workdir, "checkpoints"))
   except FileNotFoundError:
     return None
   steps = [int(name) for name in names if name.isdigit()]
@@ -358,7 +360,7 @@ def open_viewer(config, workdir, port, frame_budget=0.3):
   renderer = SceneRenderer(model, scene, config, views)
   renderer.set_variables(rendering.render_variables(state, config, scene), int(state.step))
   renderer.warm_up()
-  viewer = Viewer(viser, port, renderer, views, os.path.join(workdir, "camera_paths"), frame_budget)
+  viewer = Viewer(viser, port, renderer, views, storage.join(workdir, "camera_paths"), frame_budget)
   viewer.show_scene_box(scene.scene_box)
   viewer.set_status(f"checkpoint of step {renderer.step}")
 

@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import tempfile
 
 import flax
@@ -12,8 +13,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+from tensorboardX import SummaryWriter
 
 from jaxnerf import config as config_lib
+from jaxnerf import storage
 from jaxnerf.data import scene as scene_lib
 from jaxnerf.errors import WorkdirError
 from jaxnerf.nerf import view_corrections
@@ -35,16 +38,15 @@ def prepare_workdir(config, workdir):
   config.model (its checkpoints would not fit).
   """
   try:
-    os.makedirs(workdir, exist_ok=True)
-    with tempfile.TemporaryFile(dir=workdir):
-      pass
+    storage.check_writable(workdir)
   except OSError as e:
-    raise WorkdirError(f"{workdir}: cannot write to the workdir ({e.strerror or e})") from None
-  saved_path = os.path.join(workdir, "config.json")
-  if os.path.exists(saved_path):
+    reason = "no such bucket or folder" if storage.is_url(workdir) and isinstance(e, FileNotFoundError) else \
+        e.strerror or e
+    raise WorkdirError(f"{workdir}: cannot write to the workdir ({reason})") from None
+  saved_path = storage.join(workdir, "config.json")
+  if storage.exists(saved_path):
     try:
-      with open(saved_path) as f:
-        saved = json.load(f)
+      saved = _read_json(saved_path)
       saved = {"model": saved["model"], "occupancy": saved.get("occupancy", {})}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
       raise WorkdirError(f"{saved_path}: not a jaxnerf run config; use another --workdir") from None
@@ -56,6 +58,11 @@ def prepare_workdir(config, workdir):
       diffs = ", ".join(f"{k}={saved.get(k)!r} there, {current.get(k)!r} here" for k in changed)
       raise WorkdirError(f"{saved_path}: the run in this workdir has another model ({diffs}); "
                          "use another --workdir or the same model settings")
+
+
+def _read_json(path):
+  with storage.open_file(path, "rb") as f:
+    return json.loads(f.read().decode("utf-8"))
 
 
 def _checkpoint_shaping(config):
@@ -74,14 +81,14 @@ def _checkpoint_shaping(config):
 
 def write_config(config, workdir, name="config.json"):
   """Save the resolved config (what the user set, with the defaults) as workdir/<name>."""
-  with written_in_place(os.path.join(workdir, name)) as partial:
+  with written_in_place(storage.join(workdir, name)) as partial:
     with open(partial, "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def write_scene(scene, workdir, name=scene_lib.FILE_NAME):
   """Save the scene description (data.scene.Scene) as workdir/<name>."""
-  with written_in_place(os.path.join(workdir, name)) as partial:
+  with written_in_place(storage.join(workdir, name)) as partial:
     with open(partial, "w") as f:
       f.write(scene.to_json())
 
@@ -102,7 +109,7 @@ def write_view_corrections(workdir, scene, cam_to_world, corrections):
                    "rotation": to_list(corrections.rotation[i]), "translation": to_list(corrections.translation[i]),
                    "color_matrix": to_list(np.eye(3) + np.asarray(corrections.color_matrix[i])),
                    "color_offset": to_list(corrections.color_offset[i])})
-  with written_in_place(os.path.join(workdir, VIEWS_FILE)) as partial:
+  with written_in_place(storage.join(workdir, VIEWS_FILE)) as partial:
     with open(partial, "w") as f:
       json.dump({"frames": frames}, f, indent=1)
 
@@ -125,10 +132,9 @@ def run_scene(workdir, loaded):
 
 def _recorded_normalisation(workdir):
   """data.transforms.scene_from_world of a config.json written before scene.json existed (16 floats), or None."""
-  path = os.path.join(workdir, "config.json")
+  path = storage.join(workdir, "config.json")
   try:
-    with open(path) as f:
-      recorded = json.load(f)["data"]["transforms"]["scene_from_world"]
+    recorded = _read_json(path)["data"]["transforms"]["scene_from_world"]
   except (OSError, ValueError, KeyError, TypeError):
     return None
   if not recorded:
@@ -144,8 +150,7 @@ def data_differences(config, workdir):
   the run in workdir trained with (not data.data_dir: a scene may move; nor, for runs written before scene.json,
   the bounds and box that their loader wrote into config.json); [] without a config.json."""
   try:
-    with open(os.path.join(workdir, "config.json")) as f:
-      there = flax.traverse_util.flatten_dict(json.load(f)["data"], sep=".")
+    there = flax.traverse_util.flatten_dict(_read_json(storage.join(workdir, "config.json"))["data"], sep=".")
   except (OSError, ValueError, KeyError, TypeError, AttributeError):
     return []
   here = flax.traverse_util.flatten_dict(json.loads(config.data.to_json_best_effort()), sep=".")
@@ -156,10 +161,10 @@ def data_differences(config, workdir):
 
 @contextlib.contextmanager
 def written_in_place(path):
-  """Yield a temporary name beside `path` (same extension) to write the file under; it is renamed to `path` when
-  the block ends without an error, and removed otherwise or on Ctrl-C: `path` is complete or untouched."""
-  stem, extension = os.path.splitext(path)
-  partial = f"{stem}.partial{extension}"
+  """Yield a local temporary file name (same extension) to write the file under; when the block ends without an
+  error it becomes `path` (storage.publish: a rename on local disk, one upload to a URL), and it is removed
+  otherwise or on Ctrl-C: `path` is complete or untouched."""
+  partial = storage.partial_name(path)
   with interrupts.partial_file(partial):
     try:
       yield partial
@@ -167,10 +172,39 @@ def written_in_place(path):
       with contextlib.suppress(OSError):
         os.remove(partial)
       raise
-    os.replace(partial, path)
+    storage.publish(partial, path)
+
+
+def save_npy(array, path):
+  """Write an array as a .npy file; the file is complete or absent (see written_in_place)."""
+  with written_in_place(path) as partial:
+    np.save(partial, array)
 
 
 def save_png(image, path):
   """Write a uint8 image array as a PNG; the file is complete or absent (see written_in_place)."""
   with written_in_place(path) as partial:
     Image.fromarray(image).save(partial, format="PNG")
+
+
+class EventWriter(SummaryWriter):
+  """TensorBoard's event files in workdir/tensorboard. For a workdir URL they are written into a local folder and
+  uploaded whole at every `flush` and at `close`: tensorboardX's own gs:// writer uploads once more whenever it is
+  garbage collected, as late as the interpreter's exit."""
+
+  def __init__(self, workdir):
+    self.target = storage.join(workdir, "tensorboard")
+    self.staging = tempfile.mkdtemp(prefix="jaxnerf_tensorboard_") if storage.is_url(workdir) else None
+    super().__init__(self.staging or self.target)
+
+  def flush(self):
+    super().flush()
+    if self.staging:
+      for name in os.listdir(self.staging):
+        storage.upload(os.path.join(self.staging, name), storage.join(self.target, name))
+
+  def close(self):
+    super().close()
+    if self.staging:
+      self.flush()
+      shutil.rmtree(self.staging)

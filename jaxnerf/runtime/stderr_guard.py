@@ -27,11 +27,22 @@ def last_checkpoint_note(workdir):
   save to its step number when it is complete)."""
   if not workdir:
     return "see the workdir for the last checkpoint"
-  directory = os.path.join(workdir, "checkpoints")
-  steps = [int(name) for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(directory) else []
+  steps = [int(name) for name in _checkpoint_names(workdir) if name.isdigit()]
   if not steps:
     return f"there is no checkpoint in {workdir} yet"
   return f"the last checkpoint in {workdir} is step {max(steps)}"
+
+
+def _checkpoint_names(workdir):
+  """The names in workdir/checkpoints ([] if there is none or it cannot be listed)."""
+  if "://" in workdir:  # object storage; etils is imported only then, so that this process starts at once
+    from etils import epath
+    try:
+      return [child.name for child in (epath.Path(workdir) / "checkpoints").iterdir()]
+    except OSError:
+      return []
+  directory = os.path.join(workdir, "checkpoints")
+  return os.listdir(directory) if os.path.isdir(directory) else []
 
 
 def filter_stream(source, sink, workdir):

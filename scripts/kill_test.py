@@ -31,6 +31,8 @@ from jaxnerf import storage  # noqa: E402
 import gcs_emulator  # noqa: E402  (beside this script)
 
 TMP_PATTERN = "*.orbax-checkpoint-tmp*"
+# On gs://, orbax writes a checkpoint in its step's folder and marks it complete with this file (no renames).
+COMMIT_FILE = "commit_success.txt"
 OTHERS_END_S = 60  # the other processes of a job end within about 25 s of one being killed (distributed.py)
 
 
@@ -45,13 +47,20 @@ def checkpoint_names(workdir):
   return storage.listdir(directory) if storage.isdir(directory) else []
 
 
+def is_complete(workdir, step_name):
+  """Whether a checkpoint's step folder is complete (on local disk orbax renames a finished save to it)."""
+  return not storage.is_url(workdir) or storage.isfile(storage.join(workdir, "checkpoints", step_name, COMMIT_FILE))
+
+
 def committed_steps(workdir):
-  """Steps of the complete checkpoints in workdir (orbax renames a finished save to its step number)."""
-  return sorted(int(name) for name in checkpoint_names(workdir) if name.isdigit())
+  """Steps of the complete checkpoints in workdir."""
+  return sorted(int(name) for name in checkpoint_names(workdir) if name.isdigit() and is_complete(workdir, name))
 
 
 def partial_saves(workdir):
-  return {name for name in checkpoint_names(workdir) if fnmatch.fnmatch(name, TMP_PATTERN)}
+  """Names of the checkpoints being written (or left by a killed save) in workdir."""
+  return {name for name in checkpoint_names(workdir)
+          if fnmatch.fnmatch(name, TMP_PATTERN) or name.isdigit() and not is_complete(workdir, name)}
 
 
 def start_job(script, args_list, job, log):

@@ -20,6 +20,7 @@ from jaxnerf.run import evaluate as eval_lib
 from jaxnerf.run import train as train_lib
 from jaxnerf.run import video as video_lib
 from jaxnerf.run import workdir as workdir_lib
+from jaxnerf.runtime import stderr_guard
 from conftest import REPO
 from test_train_eval import demo
 
@@ -88,6 +89,7 @@ def test_demo_on_cloud_storage_matches_local_disk(tmp_path, gcs_bucket):
   state, metrics, video = train_evaluate_render(scene, in_bucket)
 
   assert int(state.step) == 4 and storage.listdir(storage.join(in_bucket, "checkpoints")) == ["2", "4"]
+  assert stderr_guard.last_checkpoint_note(in_bucket) == f"the last checkpoint in {in_bucket} is step 4"
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(local_state.params)):
     np.testing.assert_array_equal(a, b)
   assert metrics == local_metrics

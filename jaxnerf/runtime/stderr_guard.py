@@ -23,8 +23,8 @@ HOLD_S = 10.0  # a runtime log line that no abort follows within this time is sh
 
 
 def last_checkpoint_note(workdir):
-  """'the last checkpoint in DIR is step N', or that there is none yet (complete checkpoints only: orbax renames a
-  save to its step number when it is complete)."""
+  """'the last checkpoint in DIR is step N', or that there is none yet (complete checkpoints only: on local disk
+  orbax renames a save to its step number when it is complete, on gs:// it adds commit_success.txt)."""
   if not workdir:
     return "see the workdir for the last checkpoint"
   steps = [int(name) for name in _checkpoint_names(workdir) if name.isdigit()]
@@ -34,11 +34,13 @@ def last_checkpoint_note(workdir):
 
 
 def _checkpoint_names(workdir):
-  """The names in workdir/checkpoints ([] if there is none or it cannot be listed)."""
+  """The names in workdir/checkpoints ([] if there is none or it cannot be listed), on gs:// only those of
+  complete checkpoints."""
   if "://" in workdir:  # object storage; etils is imported only then, so that this process starts at once
     from etils import epath
     try:
-      return [child.name for child in (epath.Path(workdir) / "checkpoints").iterdir()]
+      return [child.name for child in (epath.Path(workdir) / "checkpoints").iterdir()
+              if (child / "commit_success.txt").exists()]
     except OSError:
       return []
   directory = os.path.join(workdir, "checkpoints")

@@ -340,13 +340,16 @@ class Viewer:
 
 
 def latest_checkpoint_step(workdir):
-  """The step of the newest finished checkpoint in workdir/checkpoints (orbax renames a save's temporary folder to
-  the bare step number when it is complete), or None."""
+  """The step of the newest finished checkpoint in workdir/checkpoints, or None: on local disk orbax renames a
+  save's temporary folder to the bare step number when it is complete, on gs:// it adds commit_success.txt."""
+  folder = storage.join(workdir, "checkpoints")
   try:
-    names = storage.listdir(storage.join(workdir, "checkpoints"))
+    names = storage.listdir(folder)
   except FileNotFoundError:
     return None
-  steps = [int(name) for name in names if name.isdigit()]
+  complete = lambda name: not storage.is_url(folder) or storage.exists(storage.join(folder, name,
+                                                                                   "commit_success.txt"))
+  steps = [int(name) for name in names if name.isdigit() and complete(name)]
   return max(steps) if steps else None
 
 

@@ -153,7 +153,7 @@ def test_ctrl_c_saves_training_and_stops_eval_and_render_without_partial_files(t
                                "run the same command to continue")
   written = sorted(os.path.relpath(p, workdir) for p in glob.glob(os.path.join(workdir, "eval", "**"),
                                                                     recursive=True) if os.path.isfile(p))
-  assert written and all(p.endswith(".png") and ".partial" not in p for p in written), written
+  assert written and all(p.endswith((".png", ".npy")) and ".partial" not in p for p in written), written
 
   # A video stopped while it is being written: neither a partial file nor one under the final name is left.
   render = start("render.py", workdir, "--frames=500", "--config.train.max_steps=100000")

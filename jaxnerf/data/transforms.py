@@ -178,6 +178,45 @@ def factor_for_long_side(data_dir, path, camera, long_side):
   return max(1, round(size / long_side))
 
 
+def check_settings(data_dir, hold, centre):
+  """DataError or ConfigError for a missing scene folder or an allowed value out of range."""
+  if not storage.isdir(data_dir):
+    raise DataError(f"{data_dir}: data directory not found")
+  if hold < 2:
+    raise ConfigError(f"config.data.transforms.hold: expected an integer >= 2, got {hold}")
+  if centre not in CENTRES:
+    raise ConfigError(f"config.data.transforms.centre: expected one of {CENTRES}, got {centre!r}")
+
+
+def scene_frame(all_poses, frames, normalize, centre, near, far):
+  """The scene's frame and ray bounds: (scene_from_world [4, 4], poses [N, 3, 4] in it, COLMAP's points' depth
+  range of each view [N, 2] in it or None, near, far). Negative near or far come from the camera layout, or from
+  COLMAP's points when there are any (normalised scenes only)."""
+  if not normalize and (near < 0 or far < 0):
+    raise ConfigError("config.data.transforms.near/far: set both (>= 0) when data.transforms.normalize is False")
+  scene_from_world = np.eye(4)
+  depths = points_depths(frames)  # also the scene depth bounds of the views, for spiral video paths
+  if normalize:
+    scene_from_world, all_poses = poses_lib.normalize_scene(all_poses, centre)
+    auto_near, auto_far = INWARD_BOUNDS if poses_lib.axes_are_convergent(all_poses) else FORWARD_BOUNDS
+    if depths is not None:  # COLMAP's points: a margin around the depths they are seen at
+      depths = depths * np.cbrt(np.linalg.det(scene_from_world[:3, :3]))
+      auto_near, auto_far = 0.5 * depths[:, 0].min(), 1.5 * depths[:, 1].max()
+    near, far = (near if near >= 0 else auto_near), (far if far >= 0 else auto_far)
+  if not near < far:
+    raise ConfigError(f"config.data.transforms.near/far: expected near < far, got {near} and {far}")
+  return scene_from_world, all_poses, depths, near, far
+
+
+def one_camera_model(models, json_path):
+  """The one camera model of a split's frames (a set of names); DataError if they mix models."""
+  if models == {"pinhole", "opencv"}:  # distortion-free frames of an OpenCV camera are pinhole frames of it
+    models = {"opencv"}
+  if len(models) > 1:
+    raise DataError(f"{json_path}: frames mix the camera models {sorted(models)}; expected one")
+  return next(iter(models))
+
+
 def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, normalize=True, centre="auto",
                near=-1.0, far=-1.0, stride=1, pixel_center=True, long_side=0, check_only=False, share=None):
   """Load one split ("train", "val" or "test") of a transforms.json capture.
@@ -203,12 +242,7 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
     Views with per-view intrinsics and lens distortion, `scene_from_world` [4, 4] (the normalisation),
     `split_names` (the frames of each split) and, from COLMAP's points, `bounds` (each view's depth range).
   """
-  if not storage.isdir(data_dir):
-    raise DataError(f"{data_dir}: data directory not found")
-  if hold < 2:
-    raise ConfigError(f"config.data.transforms.hold: expected an integer >= 2, got {hold}")
-  if centre not in CENTRES:
-    raise ConfigError(f"config.data.transforms.centre: expected one of {CENTRES}, got {centre!r}")
+  check_settings(data_dir, hold, centre)
   json_path, meta, frames, global_camera = read_frames(data_dir)
   paths, all_poses = [], []
   for i, frame in enumerate(frames):
@@ -218,20 +252,8 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
   if long_side > 0:
     factor = factor_for_long_side(
         data_dir, paths[0], {**global_camera, **{k: frames[0][k] for k in CAMERA_KEYS if k in frames[0]}}, long_side)
-  all_poses = np.stack(all_poses)
-  if not normalize and (near < 0 or far < 0):
-    raise ConfigError("config.data.transforms.near/far: set both (>= 0) when data.transforms.normalize is False")
-  scene_from_world = np.eye(4)
-  depths = points_depths(frames)  # also the scene depth bounds of the views, for spiral video paths
-  if normalize:
-    scene_from_world, all_poses = poses_lib.normalize_scene(all_poses, centre)
-    auto_near, auto_far = INWARD_BOUNDS if poses_lib.axes_are_convergent(all_poses) else FORWARD_BOUNDS
-    if depths is not None:  # COLMAP's points: a margin around the depths they are seen at
-      depths = depths * np.cbrt(np.linalg.det(scene_from_world[:3, :3]))
-      auto_near, auto_far = 0.5 * depths[:, 0].min(), 1.5 * depths[:, 1].max()
-    near, far = (near if near >= 0 else auto_near), (far if far >= 0 else auto_far)
-  if not near < far:
-    raise ConfigError(f"config.data.transforms.near/far: expected near < far, got {near} and {far}")
+  scene_from_world, all_poses, depths, near, far = scene_frame(np.stack(all_poses), frames, normalize, centre, near,
+                                                                far)
 
   split_names = {s: [names[i] for i in split_of(meta, names, s, hold, json_path)] for s in ("train", "test")}
   indices = split_of(meta, names, split, hold, json_path)[::stride]
@@ -274,16 +296,12 @@ def load_split(data_dir, split, factor=1, background=(1.0, 1.0, 1.0), hold=8, no
       alpha[row_of[view]] = premultiplied[..., 3]
   if check_only:
     return None
-  if models == {"pinhole", "opencv"}:  # distortion-free frames of an OpenCV camera are pinhole frames of it
-    models = {"opencv"}
-  if len(models) > 1:
-    raise DataError(f"{json_path}: frames mix the camera models {sorted(models)}; expected one")
   intrinsics = np.stack(intrinsics)
   return Views(images=images, cam_to_world=all_poses[indices].astype(np.float32),
                focal=float(intrinsics[:, :2].mean()), near=float(near), far=float(far),
                names=[names[i] for i in indices], pixel_center=pixel_center, alpha=alpha,
                background=tuple(float(c) for c in background), intrinsics=intrinsics.astype(np.float32),
-               camera_model=models.pop(), distortion=np.stack(distortions).astype(np.float32),
+               camera_model=one_camera_model(models, json_path), distortion=np.stack(distortions).astype(np.float32),
                scene_from_world=scene_from_world, split_names=split_names,
                bounds=None if depths is None else depths[indices].astype(np.float32),
                held=None if share is None else held)

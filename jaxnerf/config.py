@@ -98,9 +98,9 @@ def base_config():
   config.views.refine_poses = False  # a rotation and a translation of each training camera
   config.views.pose_lr_init = 1e-3  # their own learning rate, log-linear to pose_lr_final over train.max_steps
   config.views.pose_lr_final = 1e-5
-  config.views.appearance = False  # an affine colour map of each training photo (exposure, white balance)
-  config.views.appearance_lr_init = 1e-3
-  config.views.appearance_lr_final = 1e-5
+  config.views.color_map = False  # an affine colour map of each training photo (exposure, white balance)
+  config.views.color_map_lr_init = 1e-3
+  config.views.color_map_lr_final = 1e-5
 
   config.loss = ml_collections.ConfigDict()
   config.loss.coarse_rgb_weight = 1.0  # colour loss of earlier levels that render colour (NeRF's coarse level)
@@ -194,8 +194,8 @@ def validate(config, device_count):
       (t.precrop_steps >= 0 and 0.0 < t.precrop_fraction <= 1.0, "train.precrop_steps/precrop_fraction",
        f"0 or more steps and a fraction in (0, 1], got {t.precrop_steps} and {t.precrop_fraction}"),
       (t.lr_init > 0 and t.lr_final > 0, "train.lr_init/lr_final", "positive learning rates"),
-      (min(config.views.pose_lr_init, config.views.pose_lr_final, config.views.appearance_lr_init,
-           config.views.appearance_lr_final) > 0, "views.pose_lr_*/appearance_lr_*", "positive learning rates"),
+      (min(config.views.pose_lr_init, config.views.pose_lr_final, config.views.color_map_lr_init,
+           config.views.color_map_lr_final) > 0, "views.pose_lr_*/color_map_lr_*", "positive learning rates"),
       (not (config.views.refine_poses and d.ndc), "views.refine_poses",
        "False with data.ndc (poses are refined before rays are mapped to NDC, which the host does)"),
       (m.hierarchical.num_coarse_samples >= 2, "model.hierarchical.num_coarse_samples",

@@ -87,7 +87,7 @@ def init_params(model, key, near=2.0, far=6.0):
 
 def corrected_views(config, scene):
   """How many training views have learned corrections (config.views): all of scene.train_frames, or none."""
-  learned = config.views.refine_poses or config.views.appearance
+  learned = config.views.refine_poses or config.views.color_map
   return len(scene.train_frames) if learned and scene.train_frames else 0
 
 
@@ -98,9 +98,10 @@ def make_views_optimizer(config):
   def schedule(init, final):
     return lambda step: init * (final / init) ** jnp.clip(step / steps, 0.0, 1.0)
 
+  # "appearance" names the colour maps' part of the optimiser state in checkpoints written before the rename.
   labels = view_corrections.ViewCorrections("pose", "pose", "appearance", "appearance")
   return optax.multi_transform({"pose": optax.adam(schedule(v.pose_lr_init, v.pose_lr_final)),
-                                "appearance": optax.adam(schedule(v.appearance_lr_init, v.appearance_lr_final))},
+                                "appearance": optax.adam(schedule(v.color_map_lr_init, v.color_map_lr_final))},
                                labels)
 
 

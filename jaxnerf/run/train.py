@@ -70,7 +70,7 @@ def make_train_step(model, optimizer, config, scene):
       rays = view_corrections.correct_rays(rays, views, batch["view"])
     levels = model.apply({"params": params}, rays, near, far, key, randomized=True, background=background,
                          skip=skip)
-    if views is not None and config.views.appearance:
+    if views is not None and config.views.color_map:
       shown = jnp.asarray(model.background) if background is None else background
       levels = [level._replace(out=level.out._replace(rgb=view_corrections.correct_color(
           level.out.rgb, level.out.acc, shown, views, batch["view"]))) if level.out.rgb is not None else level

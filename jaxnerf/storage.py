@@ -40,22 +40,32 @@ def _path(path):
   return epath.Path(path)
 
 
+def _fresh(path):
+  """_path(path), with what gcsfs knows of it and its folders forgotten: gcsfs keeps folder listings for the life
+  of a process, and a process that watches a folder another one writes (the viewer, scripts/kill_test.py) must not
+  answer from a stale listing."""
+  p = _path(path)
+  if is_url(path):
+    epath.backend.fsspec_backend.fs(str(p)).invalidate_cache(str(p))
+  return p
+
+
 def exists(path):
-  return _path(path).exists()
+  return _fresh(path).exists()
 
 
 def isdir(path):
   """Whether `path` is a folder (for a URL: a prefix that some object's name continues with /)."""
-  return _path(path).is_dir()
+  return _fresh(path).is_dir()
 
 
 def isfile(path):
-  return _path(path).is_file()
+  return _fresh(path).is_file()
 
 
 def listdir(path):
   """The names of the files and folders in folder `path`, sorted."""
-  return sorted(child.name for child in _path(path).iterdir())
+  return sorted(child.name for child in _fresh(path).iterdir())
 
 
 def makedirs(path):

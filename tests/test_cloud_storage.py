@@ -113,3 +113,15 @@ def test_missing_bucket_and_scene_are_one_line_errors(gcs_bucket):
   with pytest.raises(WorkdirError, match=r"^gs://no-such-bucket-jaxnerf/run: cannot write to the workdir \(no such "
                      r"bucket or folder\)$"):
     workdir_lib.prepare_workdir(config, "gs://no-such-bucket-jaxnerf/run")
+
+
+def test_listings_show_what_another_process_wrote(gcs_bucket):
+  """gcsfs keeps folder listings for the life of a process; a process that watches a folder (the viewer's
+  checkpoint poll, kill_test.py) still sees what another process writes there afterwards."""
+  folder = storage.join(gcs_bucket, "watched")
+  epath.Path(storage.join(folder, "a.txt")).write_text("a")
+  assert storage.listdir(folder) == ["a.txt"] and not storage.isfile(storage.join(folder, "b.txt"))
+  write = "from etils import epath; import sys; epath.Path(sys.argv[1]).write_text('b')"
+  subprocess.run([sys.executable, "-c", write, storage.join(folder, "b.txt")], check=True, env=os.environ)
+  assert storage.listdir(folder) == ["a.txt", "b.txt"]
+  assert storage.isfile(storage.join(folder, "b.txt")) and storage.exists(storage.join(folder, "b.txt"))

@@ -101,6 +101,9 @@ def base_config():
   config.views.color_map = False  # an affine colour map of each training photo (exposure, white balance)
   config.views.color_map_lr_init = 1e-3
   config.views.color_map_lr_final = 1e-5
+  # NeRF-W's per-photo appearance codes of this many values, into the colour branch of the fields with colour,
+  # learned with the fields (0: none); held-out views get the mean code (nerf/model.py, AppearanceCodes).
+  config.views.embedding_dim = 0
 
   config.loss = ml_collections.ConfigDict()
   config.loss.coarse_rgb_weight = 1.0  # colour loss of earlier levels that render colour (NeRF's coarse level)
@@ -196,6 +199,7 @@ def validate(config, device_count):
       (t.lr_init > 0 and t.lr_final > 0, "train.lr_init/lr_final", "positive learning rates"),
       (min(config.views.pose_lr_init, config.views.pose_lr_final, config.views.color_map_lr_init,
            config.views.color_map_lr_final) > 0, "views.pose_lr_*/color_map_lr_*", "positive learning rates"),
+      (config.views.embedding_dim >= 0, "views.embedding_dim", f"0 or more, got {config.views.embedding_dim}"),
       (not (config.views.refine_poses and d.ndc), "views.refine_poses",
        "False with data.ndc (poses are refined before rays are mapped to NDC, which the host does)"),
       (m.hierarchical.num_coarse_samples >= 2, "model.hierarchical.num_coarse_samples",

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxnerf import config as config_lib
 from jaxnerf.core import rays as rays_lib
@@ -71,7 +72,7 @@ class PaintedBall(nn.Module):
   empty_outside_box = False
 
   @nn.compact
-  def __call__(self, points, viewdirs):
+  def __call__(self, points, viewdirs, appearance=None):
     unused = self.param("unused", nn.initializers.zeros_init(), (1,))
     radius = jnp.linalg.norm(points, axis=-1)
     density = 30.0 * jax.nn.sigmoid((0.8 - radius) / 0.03) + 0.0 * unused[0]
@@ -86,10 +87,11 @@ def looking_at_origin(position):
   return np.stack([right, np.cross(back, right), back, position], axis=1)
 
 
-def scene_and_photos(num_views=6, size=16):
-  """The PaintedBall model, camera poses around it and their renders (the photos of the exact poses)."""
+def scene_and_photos(num_views=6, size=16, angles=None):
+  """The PaintedBall model, camera poses around it (at `angles`, evenly spaced by default) and their renders (the
+  photos of the exact poses)."""
   model = model_lib.Renderer(fields=(PaintedBall(),), samplers=(sampling.Stratified(32),), level_fields=(0,))
-  angles = np.linspace(0, 2 * np.pi, num_views, endpoint=False)
+  angles = np.linspace(0, 2 * np.pi, num_views, endpoint=False) if angles is None else angles
   poses = np.stack([looking_at_origin(np.array([3.0 * np.cos(a), 3.0 * np.sin(a), 0.8 * np.sin(3 * a)]))
                     for a in angles]).astype(np.float32)
   empty = views_lib.Views(np.zeros((num_views, size, size, 3), np.float32), poses, 20.0, 1.5, 4.5,
@@ -164,6 +166,94 @@ def test_colour_corrections_absorb_a_known_exposure_change(rng):
   # Without the corrections, the same fixed scene cannot explain the photos.
   _, plain = fit_corrections(model, scene, views, False, False, steps=2)
   assert float(plain["psnr"]) < 30
+
+
+def appearance_config(field, embedding_dim):
+  """A small field of type `field` at one level of 32 samples, with appearance codes of `embedding_dim` values."""
+  config = config_lib.fast_config()
+  config.model.sampler, config.model.field = "hierarchical", field
+  config.model.hierarchical.num_coarse_samples, config.model.hierarchical.num_fine_samples = 32, 0
+  config.model.hash.num_levels, config.model.hash.log2_table_size, config.model.hash.max_resolution = 6, 12, 64
+  config.model.hash.color_width = config.model.hash.density_width = 32
+  config.model.mlp.depth, config.model.mlp.width, config.model.mlp.view_width = 3, 64, 32
+  config.occupancy.skip_empty = config.occupancy.skip_in_training = False
+  config.train.random_background, config.train.lr_delay_steps = False, 0
+  config.views.embedding_dim = embedding_dim
+  return config
+
+
+@pytest.mark.parametrize("field", ["mlp", "hash", "planes"])
+def test_appearance_codes_add_one_term_per_ray_to_the_colour_branch(field, rng):
+  """A ray's colour depends on its view's code; the code only adds to the colour branch's per-ray input (zero codes
+  render as no codes, density never changes), and views without a code get the mean code."""
+  config = appearance_config(field, 4)
+  scene = scene_lib.Scene(2.0, 6.0, (-1.5,) * 3 + (1.5,) * 3, train_frames=("a", "b", "c"))
+  model = model_lib.build_model(config, scene)
+  params = state_lib.init_params(model, jax.random.key(0))
+  codes = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
+  params = {**params, "appearance": {"table": codes}}
+  origins = jnp.asarray(np.tile([[0.0, 0.0, 4.0]], (5, 1)), jnp.float32)
+  directions = jnp.asarray(rng.normal(scale=0.1, size=(5, 3)) + [0.0, 0.0, -1.0], jnp.float32)
+  rays = rays_lib.Rays(origins, directions, directions / jnp.linalg.norm(directions, axis=-1, keepdims=True))
+  render = lambda p, view: model.apply({"params": p}, rays, 2.0, 6.0, jax.random.key(1), False, view=view)[-1].out
+  view = jnp.asarray([0, 1, 2, 0, 1])
+  out = render(params, view)
+  other = render(params, jnp.asarray([1, 2, 0, 1, 2]))
+  assert np.max(np.abs(np.asarray(out.rgb) - np.asarray(other.rgb))) > 1e-3
+  np.testing.assert_array_equal(out.weights, other.weights)
+  # The mean code is what a view without one sees.
+  mean = {**params, "appearance": {"table": jnp.broadcast_to(codes.mean(0), (3, 4))}}
+  np.testing.assert_allclose(render(params, None).rgb, render(mean, view).rgb, atol=1e-6)
+  # Zero codes render as the same field without codes (its other parameters).
+  plain_config = appearance_config(field, 0)
+  plain = model_lib.build_model(plain_config, scene)
+  zero = {**params, "appearance": {"table": jnp.zeros((3, 4))}}
+  without = plain.apply({"params": {k: v for k, v in params.items() if k != "appearance"}}, rays, 2.0, 6.0,
+                        jax.random.key(1), False)[-1].out
+  np.testing.assert_allclose(render(zero, view).rgb, without.rgb, atol=1e-6)
+
+
+def test_appearance_codes_absorb_a_known_gain(rng):
+  """A hash field trained on photos of the ball in pairs taken from nearly the same place, under exposures 0.6-0.7
+  against 1.3-1.4. With codes, each photo's code renders its exposure and the mean code the average exposure;
+  without, the field explains the exposures by view-dependent colour and renders none of them right."""
+  angles = np.repeat(np.linspace(0, 2 * np.pi, 3, endpoint=False), 2) + np.tile([0.0, np.radians(2.0)], 3)
+  _, scene, poses, photos, acc = scene_and_photos(num_views=6, size=16, angles=angles)
+  gains = np.array([0.6, 1.4, 1.3, 0.7, 0.65, 1.35])[:, None] * rng.uniform(0.95, 1.05, size=(6, 3))
+  gains /= gains.mean(0)
+  background = (1.0 - acc)[..., None]
+  gained = (photos - background) * gains[:, None, None, :] + background
+  views = views_lib.Views(gained, poses, 20.0, 1.5, 4.5, list(scene.train_frames))
+
+  def train(embedding_dim, steps=400):
+    """The mean-code renders of the training views [6, 16, 16, 3] and, with codes, the renders with each view's
+    own code."""
+    config = appearance_config("hash", embedding_dim)
+    config.train.max_steps, config.train.batch_size = steps, 512
+    model = model_lib.build_model(config, scene)
+    optimizer = state_lib.make_optimizer(config.train)
+    state = state_lib.create_train_state(config, model, optimizer)
+    step_fn = train_lib.make_train_step(model, optimizer, config, scene)
+    batcher = batching.RayBatcher(views, config.train.batch_size)
+    for step in range(steps):
+      state, _ = step_fn(state, jax.tree.map(jnp.asarray, batcher(step)), jax.random.key(step))
+    render = lambda i, view: np.asarray(model.apply({"params": state.params}, views.image_rays(i), scene.near,
+                                                    scene.far, jax.random.key(0), False, view=view)[-1].out.rgb)
+    mean_code = np.stack([render(i, None) for i in range(6)])
+    own_code = np.stack([render(i, jnp.full((16, 16), i)) for i in range(6)]) if embedding_dim else None
+    return mean_code, own_code
+
+  psnr = lambda a, b: -10 * np.log10(np.mean((a - b) ** 2))
+  mean_code, own_code = train(8)
+  plain, _ = train(0)
+  # The average exposure, which no photo shows, from the mean code.
+  assert psnr(mean_code, photos) > psnr(plain, photos) + 5, (psnr(mean_code, photos), psnr(plain, photos))
+  assert psnr(mean_code, photos) > 24, psnr(mean_code, photos)
+  # Each code brightens or darkens the ball by its photo's gain.
+  ball = acc > 0.9
+  ratios = np.array([np.mean(own_code[i][ball[i]]) / np.mean(mean_code[i][ball[i]]) for i in range(6)])
+  np.testing.assert_allclose(ratios, gains.mean(1), rtol=0.15)
+  assert psnr(own_code, gained) > 25, psnr(own_code, gained)
 
 
 def test_pose_alignment_fits_a_held_out_camera_to_its_photo(rng):

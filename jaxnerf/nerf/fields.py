@@ -2,7 +2,8 @@
 
 A field type is a module with `default_config()` (its config subgroup, which the schema in config.py takes from
 here) and `build(config, scene_box)` (the Flax module). A field module maps `(points [..., num_samples, 3],
-viewdirs [..., 3])` to `(rgb [..., num_samples, 3], raw_density [..., num_samples])`, has a `density_activation`
+viewdirs [..., 3], appearance)` to `(rgb [..., num_samples, 3], raw_density [..., num_samples])` (appearance: None,
+or [..., e] per-photo codes into its colour branch, layers.per_ray_color_input), has a `density_activation`
 and says whether it is empty outside the scene box (`empty_outside_box`, which the occupancy grid reads). Adding
 a field is its own module and one line here.
 """

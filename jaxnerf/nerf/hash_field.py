@@ -35,14 +35,14 @@ class HashField(nn.Module):
   empty_outside_box = True  # without contraction (occupancy.py reads it)
 
   @nn.compact
-  def __call__(self, points, viewdirs):
-    """points: [..., num_samples, 3]; viewdirs: [..., 3] unit directions. Returns rgb [..., num_samples, 3] in
-    (0, 1) and raw density [..., num_samples]."""
+  def __call__(self, points, viewdirs, appearance=None):
+    """points: [..., num_samples, 3]; viewdirs: [..., 3] unit directions; appearance: None or [..., e] appearance
+    codes. Returns rgb [..., num_samples, 3] in (0, 1) and raw density [..., num_samples]."""
     dense = layers.dense_maker(self.kernel_init, self.compute_dtype)
     batch_shape = points.shape[:-1]
     x, inside = contraction_lib.unit_coordinates(points, self.scene_box, self.contraction)
     rgb, raw_density = layers.density_and_color_heads(self, dense, self.encoding(layers.rows(x)), inside.reshape(-1),
-                                                      viewdirs)
+                                                      viewdirs, appearance)
     return rgb.reshape(*batch_shape, 3), raw_density.reshape(batch_shape)
 
 
@@ -61,8 +61,8 @@ class HashDensityField(nn.Module):
   empty_outside_box = True  # without contraction (occupancy.py reads it)
 
   @nn.compact
-  def __call__(self, points, viewdirs):
-    del viewdirs
+  def __call__(self, points, viewdirs, appearance=None):
+    del viewdirs, appearance
     dense = layers.dense_maker(self.kernel_init, self.compute_dtype)
     x, inside = contraction_lib.unit_coordinates(points, self.scene_box, self.contraction)
     h = self.activation(dense(self.width)(self.encoding(layers.rows(x))))

@@ -94,10 +94,11 @@ def matmul_in(compute_dtype):
 
 
 def dense_maker(kernel_init, compute_dtype):
-  """nn.Dense(features, use_bias, kernel_init, bias_init) with the field's defaults and matmul precision."""
+  """nn.Dense(features, use_bias, kernel_init, bias_init, name) with the field's defaults and matmul precision."""
   dot_general = matmul_in(compute_dtype)
-  return lambda features, use_bias=True, kernel_init=kernel_init, bias_init=nn.initializers.zeros_init(): nn.Dense(
-      features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init, dot_general=dot_general)
+  return lambda features, use_bias=True, kernel_init=kernel_init, bias_init=nn.initializers.zeros_init(), \
+      name=None: nn.Dense(features, use_bias=use_bias, kernel_init=kernel_init, bias_init=bias_init,
+                          dot_general=dot_general, name=name)
 
 
 def rows(x):
@@ -136,7 +137,18 @@ def compute_dtype(config):
   return jnp.dtype(name)
 
 
-def density_and_color_heads(field, dense, features, inside, viewdirs):
+def per_ray_color_input(dense, features, view, appearance, **init):
+  """The colour branch's per-ray term: the encoded view direction view [rays, v] through a layer of `features`
+  units without bias, plus, with appearance codes [rays, e] (AppearanceCodes), theirs. Added to each sample's
+  term by add_per_ray (the same function as one layer over the concatenation, in fewer FLOPs)."""
+  term = dense(features, use_bias=False, **init)(view)
+  if appearance is not None:
+    # Named, so that the field's other layers keep the names they have without codes.
+    term = term + dense(features, use_bias=False, name="appearance", **init)(rows(appearance))
+  return term
+
+
+def density_and_color_heads(field, dense, features, inside, viewdirs, appearance=None):
   """The heads of a grid field (hash grid, planes), called inside its compact __call__: one hidden layer of
   field.density_width units from the encoded points to the raw density and field.geo_features more values;
   those, with the view direction's spherical harmonics (field.sh_degree bands), through field.color_depth hidden
@@ -148,6 +160,7 @@ def density_and_color_heads(field, dense, features, inside, viewdirs):
     features: [rows, f] encoded points, ray-major.
     inside: [rows] bool, whether each point lies in the field's space (the others get EMPTY_RAW_DENSITY).
     viewdirs: [..., 3] unit directions, one per ray.
+    appearance: None, or [..., e] appearance codes, one per ray.
 
   Returns:
     rgb [rows, 3] in (0, 1) and raw density [rows].
@@ -157,7 +170,8 @@ def density_and_color_heads(field, dense, features, inside, viewdirs):
   raw_density = jnp.where(inside, out[:, 0], EMPTY_RAW_DENSITY)
   # The view direction's layer is applied once per ray and broadcast over the ray's samples.
   view = rows(encoding.spherical_harmonics(viewdirs, field.sh_degree))
-  h = field.activation(add_per_ray(dense(field.color_width)(out), dense(field.color_width, use_bias=False)(view)))
+  h = field.activation(add_per_ray(dense(field.color_width)(out),
+                                   per_ray_color_input(dense, field.color_width, view, appearance)))
   for _ in range(field.color_depth - 1):
     h = field.activation(dense(field.color_width)(h))
   return nn.sigmoid(dense(3)(h)), raw_density

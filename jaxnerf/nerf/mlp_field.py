@@ -53,10 +53,11 @@ class NeRFMLP(nn.Module):
   empty_outside_box = False  # fields everywhere, not only in the scene box (occupancy.py)
 
   @nn.compact
-  def __call__(self, points, viewdirs):
+  def __call__(self, points, viewdirs, appearance=None):
     """points: [..., num_samples, 3], or cones.Gaussians with [..., num_samples, 3] means and [..., num_samples, 3]
-    covariance diagonals or [..., num_samples, 3, 3] full covariances; viewdirs: [..., 3] unit directions. Returns
-    rgb [..., num_samples, 3] in (0, 1) and raw density [..., num_samples]."""
+    covariance diagonals or [..., num_samples, 3, 3] full covariances; viewdirs: [..., 3] unit directions;
+    appearance: None or [..., e] appearance codes (into the colour branch, with use_viewdirs). Returns rgb
+    [..., num_samples, 3] in (0, 1) and raw density [..., num_samples]."""
     dense = layers.dense_maker(self.kernel_init, self.compute_dtype)
     if isinstance(points, cones.Gaussians):
       means, covs = points
@@ -88,11 +89,12 @@ class NeRFMLP(nn.Module):
         fan_in = bottleneck.shape[-1] + view.shape[-1]
         init = layers.siren_init(self.siren_w0, False, fan_in)
         pre = layers.add_per_ray(dense(self.view_width, kernel_init=init, bias_init=init)(bottleneck),
-                           dense(self.view_width, use_bias=False, kernel_init=init)(view))
+                                 layers.per_ray_color_input(dense, self.view_width, view, appearance,
+                                                            kernel_init=init))
         h = jnp.sin(self.siren_w0 * pre)
       else:
         h = self.activation(layers.add_per_ray(dense(self.view_width)(bottleneck),
-                                         dense(self.view_width, use_bias=False)(view)))
+                                               layers.per_ray_color_input(dense, self.view_width, view, appearance)))
     rgb = nn.sigmoid(dense(3)(h)).reshape(*batch_shape, 3)
     return rgb, raw_density.reshape(batch_shape)
 

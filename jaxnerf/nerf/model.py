@@ -6,7 +6,7 @@ or two proposal levels (density-only hash-grid fields, interval resampling) befo
 mip-NeRF is two levels of intervals sharing one MLP, which sees each interval as a conical frustum (cones.py).
 `build_model(config)` makes any of them from config.model.
 """
-from typing import Any, List, NamedTuple, Sequence, Tuple
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -29,6 +29,23 @@ class Level(NamedTuple):
   overflow: Any = None  # [] bool: training skipped empty space but the occupied samples overflowed the budget
 
 
+class AppearanceCodes(nn.Module):
+  """NeRF-W's per-photo appearance codes (generative latent optimisation): a learned [num_views, dim] table, zero
+  at the start. The code of a training view enters the colour branch of the fields with colour, so that exposure
+  and white balance that change from photo to photo do not have to be explained by the scene; views without a code
+  (held-out and novel views) get the mean code."""
+  num_views: int
+  dim: int
+
+  @nn.compact
+  def __call__(self, view, batch_shape):
+    """view: [*batch_shape] int indices of training views, or None (the mean code). Returns [*batch_shape, dim]."""
+    table = self.param("table", nn.initializers.zeros_init(), (self.num_views, self.dim))
+    if view is None:
+      return jnp.broadcast_to(jnp.mean(table, axis=0), (*batch_shape, self.dim))
+    return table[view]
+
+
 class Renderer(nn.Module):
   """Levels of (sampler, field), coarse to fine.
 
@@ -40,6 +57,7 @@ class Renderer(nn.Module):
     background: default RGB where rays are not fully absorbed.
     cones: give the fields each interval's conical frustum as cones.Gaussians (mip-NeRF) instead of its point.
     contraction: the fields contract space (frustums then need full covariances).
+    appearance: None, or the AppearanceCodes whose codes the fields with colour see.
   """
   fields: Sequence[nn.Module]
   samplers: Sequence[Any]
@@ -48,8 +66,9 @@ class Renderer(nn.Module):
   background: Tuple[float, float, float] = (1.0, 1.0, 1.0)
   cones: bool = False
   contraction: bool = False
+  appearance: Optional[AppearanceCodes] = None
 
-  def __call__(self, rays, near, far, key, randomized, background=None, skip=None) -> List[Level]:
+  def __call__(self, rays, near, far, key, randomized, background=None, skip=None, view=None) -> List[Level]:
     """Render a batch of rays.
 
     Args:
@@ -60,6 +79,8 @@ class Renderer(nn.Module):
       background: None (the default colour) or [3] / [num_rays, 3] colours.
       skip: None, or an occupancy.Skip: the fields are evaluated only at samples in occupied cells, the others
         have zero density (occupancy.evaluate_level).
+      view: None, or [num_rays] int (the rays' batch shape): the training view of each ray, whose appearance code the fields see (the
+        mean code without; used only with `appearance`).
 
     Returns:
       One Level per sampler, coarse to fine, with [num_rays, ...] fields.
@@ -67,6 +88,7 @@ class Renderer(nn.Module):
     background = jnp.asarray(self.background if background is None else background, jnp.float32)
     batch_shape = rays.origins.shape[:-1]
     keys = jax.random.split(key, 2 * len(self.samplers))
+    codes = None if self.appearance is None else self.appearance(view, batch_shape)
     levels, previous = [], None
     for i, (sampler, field_index) in enumerate(zip(self.samplers, self.level_fields)):
       field = self.fields[field_index]
@@ -79,12 +101,12 @@ class Renderer(nn.Module):
         points = rays.origins[..., None, :] + samples.t[..., None] * rays.directions[..., None, :]
       calls = overflow = None
       if skip is None:
-        rgb, raw_density = field(points, rays.viewdirs)
+        rgb, raw_density = field(points, rays.viewdirs, codes)
       else:
         unbound, variables = field.unbind()
         rgb, raw_density, calls, overflow = occupancy.evaluate_level(
-            lambda p, d: unbound.apply(variables, p, d), points, points.means if self.cones else points,
-            rays.viewdirs, skip, i, field.empty_outside_box, layers.EMPTY_RAW_DENSITY)
+            lambda p, per_ray: unbound.apply(variables, p, *per_ray), points, points.means if self.cones else points,
+            (rays.viewdirs, codes), skip, i, field.empty_outside_box, layers.EMPTY_RAW_DENSITY)
       if randomized and self.density_noise > 0:
         raw_density = raw_density + self.density_noise * jax.random.normal(keys[2 * i + 1], raw_density.shape)
       density = field.density_activation(raw_density)
@@ -108,7 +130,8 @@ class Renderer(nn.Module):
         else viewdirs.reshape(-1, 3)
     if self.cones:  # a point is a frustum of no extent
       flat = cones.Gaussians(flat, jnp.zeros_like(flat))
-    rgb, raw_density = field(flat, dirs)
+    codes = None if self.appearance is None else self.appearance(None, flat.shape[:1])
+    rgb, raw_density = field(flat, dirs, codes)
     density = field.density_activation(raw_density).reshape(batch_shape)
     if viewdirs is None or rgb is None:
       return None, density
@@ -172,4 +195,17 @@ def build_model(config, scene=None):
   levels = SAMPLERS[m.sampler](config, fields_lib.FIELDS[m.field].build, scene_box)
   return Renderer(fields=tuple(levels.fields), samplers=tuple(levels.samplers),
                   level_fields=tuple(levels.level_fields), density_noise=m.density_noise, background=background,
-                  cones=levels.cones, contraction=m.contraction)
+                  cones=levels.cones, contraction=m.contraction, appearance=appearance_codes(config, scene))
+
+
+def appearance_codes(config, scene):
+  """The AppearanceCodes of config.views.embedding_dim values for each of scene.train_frames, or None."""
+  dim = config.views.embedding_dim
+  if not dim:
+    return None
+  if scene is None or not scene.train_frames:
+    raise ConfigError("config.views.embedding_dim: appearance codes need the scene's training views")
+  if config.model.field == "mlp" and not config.model.mlp.use_viewdirs:
+    raise ConfigError("config.views.embedding_dim: appearance codes enter the colour branch, which "
+                      "config.model.mlp.use_viewdirs=False leaves out")
+  return AppearanceCodes(len(scene.train_frames), dim)

@@ -179,7 +179,7 @@ class Skip(NamedTuple):
     the rest).
   one_call: one differentiable call per level (training, `evaluate_in_one_call`) instead of as many calls as the
     occupied samples need (renders, `evaluate_occupied`).
-  spread: applied to each call's compacted (points, viewdirs); the run splits them over its devices, which would
+  spread: applied to each call's compacted (points, per_ray); the run splits them over its devices, which would
     otherwise each make the whole call.
   devices: budgets are rounded up to a multiple of this (the devices the samples are split over).
   """
@@ -192,14 +192,15 @@ class Skip(NamedTuple):
   devices: int = 1
 
 
-def evaluate_level(field_fn, points, positions, viewdirs, skip, level, empty_outside_box, empty_raw_density):
+def evaluate_level(field_fn, points, positions, per_ray, skip, level, empty_outside_box, empty_raw_density):
   """One level's field evaluated at the samples in occupied cells only.
 
   Args:
     field_fn: as in evaluate_occupied.
     points: what the field takes, [n, s, 3] (or a pytree of [n, s, ...] arrays, e.g. cones.Gaussians).
     positions: [n, s, 3] the samples' positions (the Gaussians' means).
-    viewdirs: [n, 3].
+    per_ray: what the field takes besides the points, one per ray: [n, ...] arrays (a pytree: view directions
+      [n, 3], appearance codes).
     skip: Skip.
     level: the level's index, coarse to fine (its entry of skip.budgets).
     empty_outside_box: the field is empty outside the scene box, so samples there need no evaluation; other
@@ -215,20 +216,21 @@ def evaluate_level(field_fn, points, positions, viewdirs, skip, level, empty_out
   fraction = skip.budgets[min(level, len(skip.budgets) - 1)]
   budget = max(1, -(-int(fraction * mask.size) // skip.devices)) * skip.devices
   if skip.one_call:
-    rgb, raw, overflow = evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_density,
+    rgb, raw, overflow = evaluate_in_one_call(field_fn, points, per_ray, mask, budget, empty_raw_density,
                                               skip.spread)
     return rgb, raw, None, overflow
-  rgb, raw, calls = evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_density, skip.spread)
+  rgb, raw, calls = evaluate_occupied(field_fn, points, per_ray, mask, budget, empty_raw_density, skip.spread)
   return rgb, raw, calls, None
 
 
-def _call_on_selected(field_fn, flat_points, viewdirs, chosen, budget, num_samples, spread):
+def _call_on_selected(field_fn, flat_points, per_ray, chosen, budget, num_samples, spread):
   """field_fn at the first `budget` samples where chosen [n * s] holds (flat_points: [n * s, 1, ...] arrays):
   their flat indices [budget] (n * s where there are fewer), rgb [budget, 3] or None, raw density [budget]."""
   total = chosen.shape[0]
   (index,) = jnp.nonzero(chosen, size=budget, fill_value=total)
   safe = jnp.minimum(index, total - 1)
-  rgb, raw = field_fn(*spread((jax.tree.map(lambda a: a[safe], flat_points), viewdirs[safe // num_samples])))
+  rays = safe // num_samples
+  rgb, raw = field_fn(*spread((jax.tree.map(lambda a: a[safe], flat_points), jax.tree.map(lambda a: a[rays], per_ray))))
   return index, (None if rgb is None else rgb[:, 0]), raw[:, 0]
 
 
@@ -236,18 +238,19 @@ def _flat(points, n, s):
   return jax.tree.map(lambda a: a.reshape(n * s, 1, *a.shape[2:]), points)
 
 
-def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_density, spread=_same):
+def evaluate_occupied(field_fn, points, per_ray, mask, budget, empty_raw_density, spread=_same):
   """A field evaluated only where `mask` holds, `budget` samples per call.
 
   Args:
-    field_fn: (points [m, 1, 3] (or a pytree of [m, 1, ...] arrays, e.g. cones.Gaussians), viewdirs [m, 3]) ->
+    field_fn: (points [m, 1, 3] (or a pytree of [m, 1, ...] arrays, e.g. cones.Gaussians), per_ray of [m, ...]) ->
       (rgb [m, 1, 3] or None, raw density [m, 1]).
     points: [n, s, 3] (or a pytree of [n, s, ...] arrays).
-    viewdirs: [n, 3].
+    per_ray: what the field takes besides the points, one per ray: [n, ...] arrays (a pytree: view directions
+      [n, 3], appearance codes).
     mask: [n, s] bool, the samples to evaluate.
     budget: samples per call of field_fn (static).
     empty_raw_density: raw density given to the other samples (zero density after the activation).
-    spread: applied to each call's compacted (points, viewdirs) (Skip.spread).
+    spread: applied to each call's compacted (points, per_ray) (Skip.spread).
 
   Returns:
     rgb [n, s, 3] (zero where not evaluated) or None, raw density [n, s], and the number of calls made.
@@ -257,12 +260,13 @@ def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_densit
   flat_mask = mask.reshape(-1)
   rank = jnp.cumsum(flat_mask.astype(jnp.int32)) - 1  # position of each selected sample among the selected
   count = rank[-1] + 1
-  has_color = jax.eval_shape(field_fn, jax.tree.map(lambda a: a[:1], flat_points), viewdirs[:1])[0] is not None
+  has_color = jax.eval_shape(field_fn, jax.tree.map(lambda a: a[:1], flat_points),
+                             jax.tree.map(lambda a: a[:1], per_ray))[0] is not None
 
   def one_call(carry):
     calls, rgb, raw = carry
     chosen = flat_mask & (rank >= calls * budget) & (rank < (calls + 1) * budget)
-    index, call_rgb, call_raw = _call_on_selected(field_fn, flat_points, viewdirs, chosen, budget, s, spread)
+    index, call_rgb, call_raw = _call_on_selected(field_fn, flat_points, per_ray, chosen, budget, s, spread)
     raw = raw.at[index].set(call_raw, mode="drop")
     if has_color:
       rgb = rgb.at[index].set(call_rgb, mode="drop")
@@ -275,7 +279,7 @@ def evaluate_occupied(field_fn, points, viewdirs, mask, budget, empty_raw_densit
   return (rgb.reshape(n, s, 3) if has_color else None), raw.reshape(n, s), calls
 
 
-def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_density, spread=_same):
+def evaluate_in_one_call(field_fn, points, per_ray, mask, budget, empty_raw_density, spread=_same):
   """The same values as evaluate_occupied, in one differentiable call of the field: on the compacted samples
   where `mask` holds when they fit `budget`, otherwise on all samples (then masked).
 
@@ -290,7 +294,7 @@ def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_den
   fits = jnp.sum(flat_mask.astype(jnp.int32)) <= budget
 
   def compacted(_):
-    index, call_rgb, call_raw = _call_on_selected(field_fn, _flat(points, n, s), viewdirs, flat_mask, budget, s,
+    index, call_rgb, call_raw = _call_on_selected(field_fn, _flat(points, n, s), per_ray, flat_mask, budget, s,
                                                   spread)
     raw = jnp.full((n * s,), empty_raw_density, call_raw.dtype).at[index].set(call_raw, mode="drop")
     rgb = None if call_rgb is None else jnp.zeros((n * s, 3), call_rgb.dtype).at[index].set(
@@ -298,7 +302,7 @@ def evaluate_in_one_call(field_fn, points, viewdirs, mask, budget, empty_raw_den
     return rgb, raw.reshape(n, s)
 
   def everything(_):
-    rgb, raw = field_fn(points, viewdirs)
+    rgb, raw = field_fn(points, per_ray)
     raw = jnp.where(mask, raw, empty_raw_density)
     return (None if rgb is None else jnp.where(mask[..., None], rgb, 0.0)), raw
 

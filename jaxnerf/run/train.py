@@ -69,7 +69,7 @@ def make_train_step(model, optimizer, config, scene):
     if views is not None and config.views.refine_poses:
       rays = view_corrections.correct_rays(rays, views, batch["view"])
     levels = model.apply({"params": params}, rays, near, far, key, randomized=True, background=background,
-                         skip=skip)
+                         skip=skip, view=batch.get("view"))
     if views is not None and config.views.color_map:
       shown = jnp.asarray(model.background) if background is None else background
       levels = [level._replace(out=level.out._replace(rgb=view_corrections.correct_color(

@@ -199,13 +199,15 @@ def build_model(config, scene=None):
 
 
 def appearance_codes(config, scene):
-  """The AppearanceCodes of config.views.embedding_dim values for each of scene.train_frames, or None."""
+  """The AppearanceCodes of config.views.embedding_dim values for each of scene.train_frames, or None (also without
+  a scene: synthetic rays, and the config's validation, which checks the settings only)."""
   dim = config.views.embedding_dim
-  if not dim:
-    return None
-  if scene is None or not scene.train_frames:
-    raise ConfigError("config.views.embedding_dim: appearance codes need the scene's training views")
-  if config.model.field == "mlp" and not config.model.mlp.use_viewdirs:
+  if dim and config.model.field == "mlp" and not config.model.mlp.use_viewdirs:
     raise ConfigError("config.views.embedding_dim: appearance codes enter the colour branch, which "
                       "config.model.mlp.use_viewdirs=False leaves out")
+  if not dim or scene is None:
+    return None
+  if not scene.train_frames:
+    raise ConfigError("config.views.embedding_dim: appearance codes need the scene's training views, which this "
+                      "run's scene.json does not list")
   return AppearanceCodes(len(scene.train_frames), dim)

@@ -40,23 +40,11 @@ from jaxnerf.runtime import interrupts
 from jaxnerf.runtime import sharding
 
 
-def make_train_step(model, optimizer, config, scene):
-  """A jitted (state, batch, key) -> (state, metrics) for batches from RayBatcher, in `scene` (its ray bounds and
-  the box of its occupancy grid).
-
-  Compiled for sharding.data_mesh(): the batch is split over its devices, everything else replicated; the mean
-  loss over the global batch makes XLA all-reduce the gradients.
-
-  A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
-  advances the step (the next step sees the next batch) and is counted in the state. If renders or training skip
-  empty space (config.occupancy.skip_empty, skip_in_training), every config.occupancy.update_every steps the
-  occupancy grid is refreshed from the new parameters; with skip_in_training, once the grid's first sweep is done,
-  the fields are evaluated only at samples in its occupied cells (one differentiable call per level).
-  """
+def make_loss_fn(model, config, scene):
+  """(params, views, batch, key, skip) -> (loss, terms): the training loss of a batch from RayBatcher in `scene`,
+  with the views' learned corrections (view_corrections.ViewCorrections, or None) and an occupancy.Skip (or None);
+  terms has the losses' parts, the colour MSEs, and with `skip` whether the budget overflowed."""
   near, far = scene.near, scene.far
-  grid = config.occupancy
-  mesh = sharding.data_mesh()
-  views_optimizer = state_lib.make_views_optimizer(config)
 
   def loss_fn(params, views, batch, key, skip):
     background, target, rays = None, batch["rgb"], batch["rays"]
@@ -80,6 +68,37 @@ def make_train_step(model, optimizer, config, scene):
       terms["skip_overflow"] = sum(level.overflow.astype(jnp.int32) for level in levels)
     return loss, terms
 
+  return loss_fn
+
+
+def training_skip(state, config, scene):
+  """The occupancy.Skip of a train step from `state`'s grid (with config.occupancy.skip_in_training; None without):
+  every cell counts as occupied until the grid's first sweep is done."""
+  if not config.occupancy.skip_in_training:
+    return None
+  cells = rendering.occupied_cells(state.density_grid, config, scene)
+  return rendering.skipping(cells | (state.step < occupancy.first_sweep_steps(config.occupancy)), config, scene,
+                            training=True)
+
+
+def make_train_step(model, optimizer, config, scene):
+  """A jitted (state, batch, key) -> (state, metrics) for batches from RayBatcher, in `scene` (its ray bounds and
+  the box of its occupancy grid).
+
+  Compiled for sharding.data_mesh(): the batch is split over its devices, everything else replicated; the mean
+  loss over the global batch makes XLA all-reduce the gradients.
+
+  A step whose loss or gradients are not finite leaves parameters and optimizer state unchanged; it still
+  advances the step (the next step sees the next batch) and is counted in the state. If renders or training skip
+  empty space (config.occupancy.skip_empty, skip_in_training), every config.occupancy.update_every steps the
+  occupancy grid is refreshed from the new parameters; with skip_in_training, once the grid's first sweep is done,
+  the fields are evaluated only at samples in its occupied cells (one differentiable call per level).
+  """
+  grid = config.occupancy
+  mesh = sharding.data_mesh()
+  views_optimizer = state_lib.make_views_optimizer(config)
+  loss_fn = make_loss_fn(model, config, scene)
+
   def refreshed_grid(state, params, key):
     return occupancy.refresh_from_field(
         state_lib.grid_density(model, params), state.density_grid, jax.random.fold_in(key, 1 << 20),
@@ -89,12 +108,8 @@ def make_train_step(model, optimizer, config, scene):
                                             sharding.replicated(mesh)),
                      out_shardings=sharding.replicated(mesh))
   def train_step(state, batch, key):
-    skip = None
-    if grid.skip_in_training:  # once every cell of the grid has been refreshed
-      cells = rendering.occupied_cells(state.density_grid, config, scene)
-      skip = rendering.skipping(cells | (state.step < occupancy.first_sweep_steps(grid)), config, scene, training=True)
     (loss, terms), (grads, view_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
-        state.params, state.views, batch, key, skip)
+        state.params, state.views, batch, key, training_skip(state, config, scene))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     views, views_opt_state = state.views, state.views_opt_state

@@ -223,15 +223,14 @@ def evaluate_level(field_fn, points, positions, per_ray, skip, level, empty_outs
   return rgb, raw, calls, None
 
 
-def _call_on_selected(field_fn, flat_points, per_ray, chosen, budget, num_samples, spread):
-  """field_fn at the first `budget` samples where chosen [n * s] holds (flat_points: [n * s, 1, ...] arrays):
-  their flat indices [budget] (n * s where there are fewer), rgb [budget, 3] or None, raw density [budget]."""
-  total = chosen.shape[0]
-  (index,) = jnp.nonzero(chosen, size=budget, fill_value=total)
+def _call_at(field_fn, flat_points, per_ray, index, num_samples, spread):
+  """field_fn at the samples of flat indices index [budget] (flat_points: [n * s, 1, ...] arrays; indices of n * s
+  and beyond pad the call): rgb [budget, 3] or None, raw density [budget]."""
+  total = jax.tree.leaves(flat_points)[0].shape[0]
   safe = jnp.minimum(index, total - 1)
   rays = safe // num_samples
   rgb, raw = field_fn(*spread((jax.tree.map(lambda a: a[safe], flat_points), jax.tree.map(lambda a: a[rays], per_ray))))
-  return index, (None if rgb is None else rgb[:, 0]), raw[:, 0]
+  return (None if rgb is None else rgb[:, 0]), raw[:, 0]
 
 
 def _flat(points, n, s):
@@ -258,15 +257,16 @@ def evaluate_occupied(field_fn, points, per_ray, mask, budget, empty_raw_density
   n, s = mask.shape
   flat_points = _flat(points, n, s)
   flat_mask = mask.reshape(-1)
-  rank = jnp.cumsum(flat_mask.astype(jnp.int32)) - 1  # position of each selected sample among the selected
-  count = rank[-1] + 1
+  count = jnp.sum(flat_mask.astype(jnp.int32))
+  # The selected samples' flat indices, compacted once, padded with n * s to whole calls.
+  (order,) = jnp.nonzero(flat_mask, size=-(-n * s // budget) * budget, fill_value=n * s)
   has_color = jax.eval_shape(field_fn, jax.tree.map(lambda a: a[:1], flat_points),
                              jax.tree.map(lambda a: a[:1], per_ray))[0] is not None
 
   def one_call(carry):
     calls, rgb, raw = carry
-    chosen = flat_mask & (rank >= calls * budget) & (rank < (calls + 1) * budget)
-    index, call_rgb, call_raw = _call_on_selected(field_fn, flat_points, per_ray, chosen, budget, s, spread)
+    index = jax.lax.dynamic_slice(order, (calls * budget,), (budget,))
+    call_rgb, call_raw = _call_at(field_fn, flat_points, per_ray, index, s, spread)
     raw = raw.at[index].set(call_raw, mode="drop")
     if has_color:
       rgb = rgb.at[index].set(call_rgb, mode="drop")
@@ -294,8 +294,8 @@ def evaluate_in_one_call(field_fn, points, per_ray, mask, budget, empty_raw_dens
   fits = jnp.sum(flat_mask.astype(jnp.int32)) <= budget
 
   def compacted(_):
-    index, call_rgb, call_raw = _call_on_selected(field_fn, _flat(points, n, s), per_ray, flat_mask, budget, s,
-                                                  spread)
+    (index,) = jnp.nonzero(flat_mask, size=budget, fill_value=n * s)
+    call_rgb, call_raw = _call_at(field_fn, _flat(points, n, s), per_ray, index, s, spread)
     raw = jnp.full((n * s,), empty_raw_density, call_raw.dtype).at[index].set(call_raw, mode="drop")
     rgb = None if call_rgb is None else jnp.zeros((n * s, 3), call_rgb.dtype).at[index].set(
         call_rgb, mode="drop").reshape(n, s, 3)

@@ -85,7 +85,11 @@ def base_config():
   config.occupancy.decay = 0.95  # every cell's density decays by this factor per update
   config.occupancy.threshold = 0.01  # occupied: absorbs this much light across a cell (or density above the mean)
   config.occupancy.skip_empty = False  # renders (eval, videos, validation) evaluate fields in occupied cells only
-  config.occupancy.skip_budget = 0.25  # samples per field call when skipping, as a fraction of a chunk's samples
+  config.occupancy.skip_budget = 0.125  # samples per field call when skipping, as a fraction of a chunk's samples
+  # Renders that skip empty space evaluate the finest level in this many groups of samples, nearest first, and
+  # stop along rays whose transmittance has fallen below min_transmittance (early ray termination).
+  config.occupancy.render_stages = 4
+  config.occupancy.min_transmittance = 1e-4
   # Training evaluates fields in occupied cells only (after the grid's first sweep), in one call per level of at
   # most this fraction of the level's samples (coarse to fine, the last entry for the rest); a batch whose occupied
   # samples overflow it evaluates all samples of that level (logged as skip_overflow).
@@ -228,6 +232,10 @@ def validate(config, device_count):
       (0.0 < config.occupancy.decay <= 1.0, "occupancy.decay", f"in (0, 1], got {config.occupancy.decay}"),
       (0.0 < config.occupancy.threshold < 1.0, "occupancy.threshold",
        f"an opacity in (0, 1), got {config.occupancy.threshold}"),
+      (config.occupancy.render_stages >= 1 and 0.0 <= config.occupancy.min_transmittance < 1.0,
+       "occupancy.render_stages/min_transmittance",
+       f"1 or more stages and a transmittance in [0, 1), got {config.occupancy.render_stages} and "
+       f"{config.occupancy.min_transmittance}"),
       (0.0 < config.occupancy.skip_budget <= 1.0, "occupancy.skip_budget",
        f"a fraction in (0, 1], got {config.occupancy.skip_budget}"),
       (len(config.occupancy.train_skip_budgets) > 0 and all(0.0 < b <= 1.0 for b in config.occupancy.train_skip_budgets),

@@ -345,3 +345,38 @@ def test_checkpoint_without_grid_restores_with_the_templates_grid():
   full = np.asarray(occupancy.full_grid(state_lib.grid_density(renderer, state.params), config.occupancy,
                                         config.data.scene_box, False, jax.random.key(0)))
   assert full.shape == (4, 4, 4) and np.all((full > 0.5) & (full < 2.0))
+
+
+@pytest.mark.parametrize("stages", [2, 5])
+def test_front_to_back_leaves_out_only_samples_behind_opaque_rays(rng, stages):
+  """Early ray termination against a numpy float64 composite of the full evaluation: a sample is left out exactly
+  when the transmittance in front of its group is below the threshold, and the colour changes by at most that."""
+  n, s, min_transmittance = 40, 20, 1e-3
+  points = jnp.asarray(rng.normal(size=(n, s, 3)), jnp.float32)
+  viewdirs = jnp.asarray(rng.normal(size=(n, 3)), jnp.float32)
+  mask = rng.random((n, s)) < 0.8
+  lengths = rng.uniform(0.0, 1.5, size=(n, s))
+  density = lambda raw: np.maximum(raw, 0.0)
+  optical_depth = lambda raw: jnp.maximum(raw, 0.0) * jnp.asarray(lengths[:, :raw.shape[1]], jnp.float32)
+  skip = occupancy.Skip(None, (0.0,) * 6, False, (1.0,), stages=stages, min_transmittance=min_transmittance)
+  rgb, raw, _ = occupancy.evaluate_front_to_back(toy_field, points, viewdirs, jnp.asarray(mask), 0.3, -1e4, skip,
+                                                 optical_depth)
+  full_rgb = np.asarray(jax.nn.sigmoid(points * 2.0 + viewdirs[:, None, :]), np.float64)
+  full_raw = np.where(mask, np.sin(np.asarray(points, np.float64).sum(-1)) * 3.0, -1e4)
+  bounds = [round(k * s / stages) for k in range(stages + 1)]
+  depth = np.cumsum(density(full_raw) * lengths, axis=-1)
+  expected = mask.copy()
+  for lo, hi in zip(bounds[1:-1], bounds[2:]):
+    expected[:, lo:hi] &= (np.exp(-depth[:, lo - 1]) >= min_transmittance)[:, None]
+  assert 0 < expected.sum() < mask.sum()  # some rays stop early
+  np.testing.assert_array_equal(np.asarray(raw) > -1e4, expected)
+  np.testing.assert_allclose(np.asarray(raw), np.where(expected, full_raw, -1e4), atol=1e-5)
+
+  def composite(rgb, raw):
+    optical = density(raw) * lengths
+    weights = (1 - np.exp(-optical)) * np.exp(-(np.cumsum(optical, -1) - optical))
+    return np.sum(weights[..., None] * rgb, axis=-2)
+
+  difference = np.abs(composite(np.asarray(rgb, np.float64), np.asarray(raw, np.float64)) -
+                      composite(full_rgb, full_raw))
+  assert np.max(difference) <= min_transmittance

@@ -29,6 +29,12 @@ def point_sample_edges(t):
   return jnp.concatenate([t, t[..., -1:] + FAR_INTERVAL], axis=-1)
 
 
+def interval_lengths(edges, directions):
+  """[..., num_samples] lengths of the intervals between edges [..., num_samples + 1] along rays of directions
+  [..., 3] (distances are scaled by the directions' lengths)."""
+  return (edges[..., 1:] - edges[..., :-1]) * jnp.linalg.norm(directions[..., None, :], axis=-1)
+
+
 def compositing_weights(density, edges, directions):
   """Weights w_i = T_i (1 - exp(-sigma_i delta_i)), with T_i = exp(-sum_{j<i} sigma_j delta_j).
 
@@ -40,8 +46,7 @@ def compositing_weights(density, edges, directions):
   Returns:
     [..., num_samples] weights; their sum (the opacity) is at most 1.
   """
-  deltas = (edges[..., 1:] - edges[..., :-1]) * jnp.linalg.norm(directions[..., None, :], axis=-1)
-  optical_depth = density * deltas
+  optical_depth = density * interval_lengths(edges, directions)
   alpha = 1.0 - jnp.exp(-optical_depth)
   # Exclusive cumulative sum: the transmittance reaching sample i excludes sample i itself.
   accumulated = jnp.concatenate(

@@ -104,9 +104,13 @@ class Renderer(nn.Module):
         rgb, raw_density = field(points, rays.viewdirs, codes)
       else:
         unbound, variables = field.unbind()
+        # Renders stop along opaque rays at the finest level (the earlier levels' weights place its samples).
+        lengths = compositing.interval_lengths(samples.edges, rays.directions)
+        optical_depth = (lambda raw: field.density_activation(raw) * lengths[:, :raw.shape[1]]) \
+            if i == len(self.samplers) - 1 else None
         rgb, raw_density, calls, overflow = occupancy.evaluate_level(
             lambda p, per_ray: unbound.apply(variables, p, *per_ray), points, points.means if self.cones else points,
-            (rays.viewdirs, codes), skip, i, field.empty_outside_box, layers.EMPTY_RAW_DENSITY)
+            (rays.viewdirs, codes), skip, i, field.empty_outside_box, layers.EMPTY_RAW_DENSITY, optical_depth)
       if randomized and self.density_noise > 0:
         raw_density = raw_density + self.density_noise * jax.random.normal(keys[2 * i + 1], raw_density.shape)
       density = field.density_activation(raw_density)

@@ -182,6 +182,9 @@ class Skip(NamedTuple):
   spread: applied to each call's compacted (points, per_ray); the run splits them over its devices, which would
     otherwise each make the whole call.
   devices: budgets are rounded up to a multiple of this (the devices the samples are split over).
+  stages, min_transmittance: renders evaluate the finest level in `stages` groups of consecutive samples, nearest
+    first, leaving out the samples of rays that let less than min_transmittance of the light through to the group
+    (early ray termination; `evaluate_front_to_back`).
   """
   cells: Any
   scene_box: Tuple[float, ...]
@@ -190,9 +193,12 @@ class Skip(NamedTuple):
   one_call: bool = False
   spread: Callable = _same
   devices: int = 1
+  stages: int = 1
+  min_transmittance: float = 0.0
 
 
-def evaluate_level(field_fn, points, positions, per_ray, skip, level, empty_outside_box, empty_raw_density):
+def evaluate_level(field_fn, points, positions, per_ray, skip, level, empty_outside_box, empty_raw_density,
+                   optical_depth=None):
   """One level's field evaluated at the samples in occupied cells only.
 
   Args:
@@ -206,6 +212,8 @@ def evaluate_level(field_fn, points, positions, per_ray, skip, level, empty_outs
     empty_outside_box: the field is empty outside the scene box, so samples there need no evaluation; other
       fields are evaluated there.
     empty_raw_density: raw density of the samples not evaluated (zero density after the activation).
+    optical_depth: None, or raw density [n, k] of the first k samples -> their optical depths [n, k]: renders
+      then stop along rays that are opaque (skip.stages, skip.min_transmittance).
 
   Returns:
     rgb [n, s, 3] or None, raw density [n, s], the calls made ([] int, renders) and whether the budget overflowed
@@ -219,8 +227,40 @@ def evaluate_level(field_fn, points, positions, per_ray, skip, level, empty_outs
     rgb, raw, overflow = evaluate_in_one_call(field_fn, points, per_ray, mask, budget, empty_raw_density,
                                               skip.spread)
     return rgb, raw, None, overflow
+  if optical_depth is not None and skip.stages > 1:
+    rgb, raw, calls = evaluate_front_to_back(field_fn, points, per_ray, mask, fraction, empty_raw_density, skip,
+                                             optical_depth)
+    return rgb, raw, calls, None
   rgb, raw, calls = evaluate_occupied(field_fn, points, per_ray, mask, budget, empty_raw_density, skip.spread)
   return rgb, raw, calls, None
+
+
+def evaluate_front_to_back(field_fn, points, per_ray, mask, fraction, empty_raw_density, skip, optical_depth):
+  """evaluate_occupied in skip.stages groups of consecutive samples, nearest first, each leaving out the rays whose
+  transmittance in front of it is below skip.min_transmittance: those samples could add at most that fraction of
+  their colour to the render (their density stays empty_raw_density).
+
+  Args: as evaluate_level (fraction: the budget per call as a fraction of a group's samples).
+
+  Returns:
+    rgb [n, s, 3] or None, raw density [n, s], and the calls made.
+  """
+  n, s = mask.shape
+  bounds = [round(k * s / skip.stages) for k in range(skip.stages + 1)]
+  depth_in_front = jnp.zeros((n,), jnp.float32)  # optical depth of the groups evaluated so far
+  rgbs, raws, calls = [], [], 0
+  for lo, hi in zip(bounds[:-1], bounds[1:]):
+    open_rays = jnp.exp(-depth_in_front) >= skip.min_transmittance
+    group = mask[:, lo:hi] & open_rays[:, None]
+    budget = max(1, -(-int(fraction * group.size) // skip.devices)) * skip.devices
+    rgb, raw, group_calls = evaluate_occupied(field_fn, jax.tree.map(lambda a: a[:, lo:hi], points), per_ray,
+                                              group, budget, empty_raw_density, skip.spread)
+    rgbs.append(rgb)
+    raws.append(raw)
+    calls = calls + group_calls
+    depth_in_front = jnp.sum(optical_depth(jnp.concatenate(raws, axis=-1)), axis=-1)
+  rgb = None if rgbs[0] is None else jnp.concatenate(rgbs, axis=1)
+  return rgb, jnp.concatenate(raws, axis=1), calls
 
 
 def _call_at(field_fn, flat_points, per_ray, index, num_samples, spread):

@@ -34,7 +34,8 @@ def skipping(cells, config, scene, training):
   g = config.occupancy
   budgets = tuple(g.train_skip_budgets) if training else (g.skip_budget,)
   return occupancy.Skip(cells, tuple(scene.scene_box), config.model.contraction, budgets, one_call=training,
-                        spread=sharding.spread_over(sharding.data_mesh(), always=True), devices=jax.device_count())
+                        spread=sharding.spread_over(sharding.data_mesh(), always=True), devices=jax.device_count(),
+                        stages=1 if training else g.render_stages, min_transmittance=g.min_transmittance)
 
 
 def make_render_chunk(model, scene, config=None, proposal_depth=False):

@@ -79,7 +79,7 @@ class Renderer(nn.Module):
       background: None (the default colour) or [3] / [num_rays, 3] colours.
       skip: None, or an occupancy.Skip: the fields are evaluated only at samples in occupied cells, the others
         have zero density (occupancy.evaluate_level).
-      view: None, or [num_rays] int (the rays' batch shape): the training view of each ray, whose appearance code the fields see (the
+      view: None, or [num_rays] int: the training view of each ray, whose appearance code the fields see (the
         mean code without; used only with `appearance`).
 
     Returns:
@@ -104,10 +104,10 @@ class Renderer(nn.Module):
         rgb, raw_density = field(points, rays.viewdirs, codes)
       else:
         unbound, variables = field.unbind()
-        # Renders stop along opaque rays at the finest level (the earlier levels' weights place its samples).
-        lengths = compositing.interval_lengths(samples.edges, rays.directions)
-        optical_depth = (lambda raw: field.density_activation(raw) * lengths[:, :raw.shape[1]]) \
-            if i == len(self.samplers) - 1 else None
+        optical_depth = None
+        if i == len(self.samplers) - 1:  # renders stop along opaque rays at the finest level
+          lengths = compositing.interval_lengths(samples.edges, rays.directions)
+          optical_depth = lambda raw: field.density_activation(raw) * lengths[:, :raw.shape[1]]
         rgb, raw_density, calls, overflow = occupancy.evaluate_level(
             lambda p, per_ray: unbound.apply(variables, p, *per_ray), points, points.means if self.cones else points,
             (rays.viewdirs, codes), skip, i, field.empty_outside_box, layers.EMPTY_RAW_DENSITY, optical_depth)

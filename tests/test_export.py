@@ -43,7 +43,7 @@ class SphereField(nn.Module):
   between 0 and 2 SURFACE_DENSITY; colour BASE_COLOR plus a view-dependent tint. No parameters."""
   density_activation = staticmethod(lambda raw: raw)
 
-  def __call__(self, points, viewdirs):
+  def __call__(self, points, viewdirs, appearance=None):
     radius = jnp.linalg.norm(points, axis=-1)
     density = SURFACE_DENSITY * jnp.clip(2.0 - radius / RADIUS, 0.0, 2.0)
     rgb = jnp.broadcast_to(jnp.asarray(BASE_COLOR, jnp.float32) + VIEW_TINT * viewdirs[..., None, :],
@@ -55,7 +55,7 @@ class SolidSphereField(nn.Module):
   """An opaque ball (density 1e4 inside RADIUS, 0 outside) of colour BASE_COLOR: a sharp surface for depth."""
   density_activation = staticmethod(lambda raw: raw)
 
-  def __call__(self, points, viewdirs):
+  def __call__(self, points, viewdirs, appearance=None):
     inside = jnp.linalg.norm(points, axis=-1) < RADIUS
     return jnp.broadcast_to(jnp.asarray(BASE_COLOR, jnp.float32), points.shape), jnp.where(inside, 1e4, 0.0)
 

@@ -54,7 +54,7 @@ class BallAndHiddenBlob(nn.Module):
   """An opaque ball of RADIUS at the origin and a small opaque blob at HIDDEN, behind it."""
   density_activation = staticmethod(lambda raw: raw)
 
-  def __call__(self, points, viewdirs):
+  def __call__(self, points, viewdirs, appearance=None):
     ball = jnp.linalg.norm(points, axis=-1) < RADIUS
     blob = jnp.linalg.norm(points - HIDDEN, axis=-1) < 0.2
     return jnp.full(points.shape, 0.5), jnp.where(ball | blob, 1e3, 0.0)

@@ -1,12 +1,16 @@
 """Rendering whole images from a trained model, in chunks of rays so that memory stays bounded.
 
-Each chunk is split over every device of every process (sharding.data_mesh) and gathered back to every
-process, so all processes of a multi-host job call these functions together and all get the whole image.
+Each chunk is split over every device of every process (sharding.data_mesh), each device renders its own rays
+with no communication (shard_map: skipping empty space compacts each device's samples on that device), and the
+image is gathered back to every process, so all processes of a multi-host job call these functions together and
+all get the whole image.
 """
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from jaxnerf.core import colormaps
 from jaxnerf.core import rays as rays_lib
@@ -29,30 +33,32 @@ def occupied_cells(density_grid, config, scene):
 
 
 def skipping(cells, config, scene, training):
-  """The occupancy.Skip of a render (training: one differentiable call per level) over occupied `cells`, with
-  the compacted samples split over sharding.data_mesh()."""
+  """The occupancy.Skip of a render over occupied `cells`. Training: one differentiable call per level, the
+  compacted samples split over sharding.data_mesh(). Renders: for one device's rays (make_render_chunk)."""
   g = config.occupancy
-  budgets = tuple(g.train_skip_budgets) if training else (g.skip_budget,)
-  return occupancy.Skip(cells, tuple(scene.scene_box), config.model.contraction, budgets, one_call=training,
-                        spread=sharding.spread_over(sharding.data_mesh(), always=True), devices=jax.device_count(),
-                        stages=1 if training else g.render_stages, min_transmittance=g.min_transmittance)
+  if training:
+    return occupancy.Skip(cells, tuple(scene.scene_box), config.model.contraction, tuple(g.train_skip_budgets),
+                          one_call=True, spread=sharding.spread_over(sharding.data_mesh(), always=True),
+                          devices=jax.device_count())
+  return occupancy.Skip(cells, tuple(scene.scene_box), config.model.contraction, (g.skip_budget,),
+                        stages=g.render_stages, min_transmittance=g.min_transmittance)
 
 
 def make_render_chunk(model, scene, config=None, proposal_depth=False):
   """A jitted function (variables, rays) -> dict of rgb [n, 3], depth, disparity and acc [n] from the finest
   level of rays in `scene` (data.scene.Scene: its ray bounds and box), rendered deterministically (no jitter, no
-  noise); `config` (the run's) is needed only with an occupancy grid in the variables. Rays are split over sharding.data_mesh() (n a
-  multiple of its size), variables replicated; the outputs are replicated, i.e. gathered to every device.
+  noise); `config` (the run's) is needed only with an occupancy grid in the variables. Rays are split over
+  sharding.data_mesh() (n a multiple of its size), variables replicated; the outputs are replicated, i.e.
+  gathered to every device.
 
   With an occupancy grid in the variables (render_variables), the fields are evaluated only in occupied cells and
-  the dict also has `field_calls` [], the calls of the fields on compacted samples (more than one per level when a
-  level's occupied samples overflow config.occupancy.skip_budget). With `proposal_depth`, it also has the first
-  level's depth and acc as proposal_depth and proposal_acc (the viewer shows them)."""
+  the dict also has `field_calls` [], the most calls of the fields on compacted samples that one device made
+  (more than one per level when a level's occupied samples overflow config.occupancy.skip_budget). With
+  `proposal_depth`, it also has the first level's depth and acc as proposal_depth and proposal_acc (the viewer
+  shows them)."""
   mesh = sharding.data_mesh()
 
-  @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh)),
-                     out_shardings=sharding.replicated(mesh))
-  def render_chunk(variables, rays):
+  def render_device_rays(variables, rays):  # one device's rays, no collectives
     variables = dict(variables)
     occupied = variables.pop("occupied", None)
     skip = None if occupied is None else skipping(occupied, config, scene, training=False)
@@ -62,7 +68,18 @@ def make_render_chunk(model, scene, config=None, proposal_depth=False):
     if proposal_depth:
       out["proposal_depth"], out["proposal_acc"] = levels[0].out.depth, levels[0].out.acc
     if occupied is not None:
-      out["field_calls"] = sum(level.field_calls for level in levels)
+      out["field_calls"] = jnp.reshape(sum(level.field_calls for level in levels), (1,))
+    return out
+
+  per_device = jax.shard_map(render_device_rays, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(sharding.AXIS)),
+                             out_specs=PartitionSpec(sharding.AXIS), check_vma=False)
+
+  @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh)),
+                     out_shardings=sharding.replicated(mesh))
+  def render_chunk(variables, rays):
+    out = per_device(variables, rays)
+    if "field_calls" in out:
+      out["field_calls"] = jnp.max(out["field_calls"])
     return out
 
   return render_chunk

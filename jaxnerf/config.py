@@ -118,6 +118,7 @@ def base_config():
   config.train.seed = 0
   config.train.max_steps = 500_000
   config.train.batch_size = 4096  # rays per step
+  config.train.micro_batches = 1  # a step's gradient over this many parts of the batch in turn: less memory
   config.train.batching = "all_images"  # or "single_image": each batch from one random training image
   config.train.precrop_steps = 0  # sample only the image centre for this many first steps
   config.train.precrop_fraction = 0.5
@@ -193,6 +194,8 @@ def validate(config, device_count):
   checks = [
       (t.batch_size > 0 and t.batch_size % device_count == 0, "train.batch_size",
        f"a positive multiple of the {device_count} device(s) the batch is split over, got {t.batch_size}"),
+      (t.micro_batches >= 1 and t.batch_size % (t.micro_batches * device_count) == 0, "train.micro_batches",
+       f"a divisor of train.batch_size / {device_count} device(s), got {t.micro_batches}"),
       (t.max_steps > 0, "train.max_steps", f"a positive number of steps, got {t.max_steps}"),
       (t.checkpoint_every > 0, "train.checkpoint_every", f"a positive interval, got {t.checkpoint_every}"),
       (t.log_every > 0, "train.log_every", f"a positive interval, got {t.log_every}"),

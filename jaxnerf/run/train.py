@@ -81,6 +81,34 @@ def training_skip(state, config, scene):
                             training=True)
 
 
+def micro_batched(value_and_grad, micro_batches, spread):
+  """value_and_grad (params, views, batch, key, skip) -> ((loss, terms), grads) computed over `micro_batches`
+  equal parts of the batch one after another (a lax.scan), their losses, terms and gradients averaged (integer
+  terms, counts, summed): the same mean over the batch, with the memory of one part. Part i takes rays i, i + micro_batches, ..., so that every
+  device holds its share of each part (`spread` splits a part over the devices); part i's key is
+  fold_in(key, i). With one micro-batch, value_and_grad itself."""
+  if micro_batches == 1:
+    return value_and_grad
+
+  def parts(x):  # [n, ...] -> [micro_batches, n / micro_batches, ...]
+    return jnp.swapaxes(x.reshape(-1, micro_batches, *x.shape[1:]), 0, 1)
+
+  def averaged(params, views, batch, key, skip):
+    def one_part(total, part):
+      index, part_batch = part
+      result = value_and_grad(params, views, spread(part_batch), jax.random.fold_in(key, index), skip)
+      add = lambda t, r: t + (r / micro_batches if jnp.issubdtype(r.dtype, jnp.floating) else r)
+      return jax.tree.map(add, total, result), None
+
+    first = jax.eval_shape(lambda part: value_and_grad(params, views, part, key, skip),
+                           jax.tree.map(lambda x: parts(x)[0], batch))
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), first)
+    total, _ = jax.lax.scan(one_part, zeros, (jnp.arange(micro_batches), jax.tree.map(parts, batch)))
+    return total
+
+  return averaged
+
+
 def make_train_step(model, optimizer, config, scene):
   """A jitted (state, batch, key) -> (state, metrics) for batches from RayBatcher, in `scene` (its ray bounds and
   the box of its occupancy grid).
@@ -104,12 +132,15 @@ def make_train_step(model, optimizer, config, scene):
         state_lib.grid_density(model, params), state.density_grid, jax.random.fold_in(key, 1 << 20),
         state.step // grid.update_every, grid, scene.scene_box, config.model.contraction, sharding.spread_over(mesh))
 
+  gradients = micro_batched(jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True), config.train.micro_batches,
+                            sharding.spread_over(mesh))
+
   @functools.partial(jax.jit, in_shardings=(sharding.replicated(mesh), sharding.split(mesh),
                                             sharding.replicated(mesh)),
                      out_shardings=sharding.replicated(mesh))
   def train_step(state, batch, key):
-    (loss, terms), (grads, view_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1), has_aux=True)(
-        state.params, state.views, batch, key, training_skip(state, config, scene))
+    (loss, terms), (grads, view_grads) = gradients(state.params, state.views, batch, key,
+                                                   training_skip(state, config, scene))
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     views, views_opt_state = state.views, state.views_opt_state

@@ -19,7 +19,7 @@ def get_config():
   config.train.max_steps = 8_500
   config.train.batch_size = 8192
   # The gradient over 4 parts of 2048 rays in turn: the step's temporaries 0.59 GiB instead of 2.3, peak memory
-  # 3.7 GiB instead of 9.3 (docs/fast_mode.md), at 5% of the speed.
+  # 3.7 GiB instead of 9.3 (docs/fast_mode.md), about 5% slower.
   config.train.micro_batches = 4
   config.train.checkpoint_every = 500
   config.train.keep_checkpoints = 20

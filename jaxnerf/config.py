@@ -195,7 +195,8 @@ def validate(config, device_count):
       (t.batch_size > 0 and t.batch_size % device_count == 0, "train.batch_size",
        f"a positive multiple of the {device_count} device(s) the batch is split over, got {t.batch_size}"),
       (t.micro_batches >= 1 and t.batch_size % (t.micro_batches * device_count) == 0, "train.micro_batches",
-       f"a divisor of train.batch_size / {device_count} device(s), got {t.micro_batches}"),
+       f"a divisor of the {t.batch_size // max(device_count, 1)} rays per device (train.batch_size {t.batch_size} over "
+       f"{device_count} device(s)), got {t.micro_batches}"),
       (t.max_steps > 0, "train.max_steps", f"a positive number of steps, got {t.max_steps}"),
       (t.checkpoint_every > 0, "train.checkpoint_every", f"a positive interval, got {t.checkpoint_every}"),
       (t.log_every > 0, "train.log_every", f"a positive interval, got {t.log_every}"),

@@ -67,3 +67,15 @@ def test_fast_model_trains_in_micro_batches_with_view_corrections(tmp_path):
   assert int(state.step) == 4 and int(state.nonfinite_total) == 0
   assert np.abs(np.asarray(jax.tree.leaves(state.params["appearance"])[0])).max() > 0  # the codes were trained
   assert np.abs(np.asarray(jax.tree.leaves(state.views)[0])).max() > 0  # and the poses moved
+
+
+def test_micro_batches_must_divide_each_devices_rays():
+  from configs import demo
+  from jaxnerf import config as config_lib
+  from jaxnerf.errors import ConfigError
+  config = demo.get_config()
+  config.train.batch_size, config.train.micro_batches = 256, 3
+  with pytest.raises(ConfigError, match=r"train.micro_batches.*128 rays per device"):
+    config_lib.validate(config, 2)
+  config.train.micro_batches = 4
+  config_lib.validate(config, 2)

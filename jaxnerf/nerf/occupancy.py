@@ -179,8 +179,8 @@ class Skip(NamedTuple):
     the rest).
   one_call: one differentiable call per level (training, `evaluate_in_one_call`) instead of as many calls as the
     occupied samples need (renders, `evaluate_occupied`).
-  spread: applied to each call's compacted (points, per_ray); the run splits them over its devices, which would
-    otherwise each make the whole call.
+  spread: applied to each call's compacted (points, per_ray); training splits them over its devices, which would
+    otherwise each make the whole call (renders compact each device's own rays, with nothing to spread).
   devices: budgets are rounded up to a multiple of this (the devices the samples are split over).
   stages, min_transmittance: renders evaluate the finest level in `stages` groups of consecutive samples, nearest
     first, leaving out the samples of rays that let less than min_transmittance of the light through to the group

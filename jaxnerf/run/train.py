@@ -85,9 +85,9 @@ def micro_batched(value_and_grad, micro_batches, spread):
   """value_and_grad (params, views, batch, key, skip) -> ((loss, terms), grads) computed over `micro_batches`
   equal parts of the batch one after another (a lax.scan), their losses, terms and gradients averaged (integer
   terms, counts, summed): the same loss and gradient in expectation (each part draws its own jitter), with the
-  memory of one part; with several devices, each part's gradient is all-reduced. Part i takes rays i, i + micro_batches, ..., so that every
-  device holds its share of each part (`spread` splits a part over the devices); part i's key is
-  fold_in(key, i). With one micro-batch, value_and_grad itself."""
+  memory of one part; with several devices, each part's gradient is all-reduced. Part i takes rays i,
+  i + micro_batches, ..., so that every device holds its share of each part (`spread` splits a part over the
+  devices); part i's key is fold_in(key, i). With one micro-batch, value_and_grad itself."""
   if micro_batches == 1:
     return value_and_grad
 

@@ -19,136 +19,171 @@ from jaxnerf.errors import ConfigError
 def base_config():
   """Defaults: the NeRF paper's Blender settings on the built-in demo scene."""
   config = ml_collections.ConfigDict()
+  config.data = _data_defaults()
+  config.model = _model_defaults()
+  config.occupancy = _occupancy_defaults()
+  config.views = _views_defaults()
+  config.loss = _loss_defaults()
+  config.train = _train_defaults()
+  config.eval = _eval_defaults()
+  return config
 
-  config.data = ml_collections.ConfigDict()
-  config.data.dataset = "blender"
-  config.data.data_dir = jaxnerf.DEMO_SCENE
-  config.data.factor = 1  # integer image downsampling
-  config.data.white_background = True  # composite RGBA onto white (else black), and render onto it
-  config.data.near = 2.0
-  config.data.far = 6.0
-  config.data.scene_box = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)  # min xyz, max xyz: where hash fields live
-  config.data.pixel_center = True  # rays through pixel centres (the NeRF paper's code used corners)
+
+def _data_defaults():
+  """What scene and how it is loaded; the fields of one format in its own subgroup."""
+  data = ml_collections.ConfigDict()
+  data.dataset = "blender"
+  data.data_dir = jaxnerf.DEMO_SCENE
+  data.factor = 1  # integer image downsampling
+  data.white_background = True  # composite RGBA onto white (else black), and render onto it
+  data.near = 2.0
+  data.far = 6.0
+  data.scene_box = (-1.5, -1.5, -1.5, 1.5, 1.5, 1.5)  # min xyz, max xyz: where hash fields live
+  data.pixel_center = True  # rays through pixel centres (the NeRF paper's code used corners)
   # LLFF only:
-  config.data.llff_hold = 8  # every llff_hold-th photo (0, 8, 16, ...) is held out for test and val
-  config.data.ndc = False  # sample forward-facing scenes in normalised device coordinates (near 0, far 1)
-  config.data.spherify = False  # recentre inward-facing 360-degree captures on a sphere (use with ndc False)
+  data.llff_hold = 8  # every llff_hold-th photo (0, 8, 16, ...) is held out for test and val
+  data.ndc = False  # sample forward-facing scenes in normalised device coordinates (near 0, far 1)
+  data.spherify = False  # recentre inward-facing 360-degree captures on a sphere (use with ndc False)
   # transforms.json captures (Instant-NGP, nerfstudio; data.dataset = "transforms"):
-  config.data.transforms = ml_collections.ConfigDict()
-  config.data.transforms.hold = 8  # every hold-th frame is held out for test and val, unless the file lists a split
-  config.data.transforms.normalize = True  # orient (mean up to +z), centre and scale (cameras within radius 1)
-  config.data.transforms.centre = "auto"  # "axes" (point nearest the optical axes), "cameras" (their mean), "auto"
-  config.data.transforms.near = -1.0  # ray bounds in the normalised scene; negative: from the camera layout
-  config.data.transforms.far = -1.0
+  data.transforms = ml_collections.ConfigDict()
+  data.transforms.hold = 8  # every hold-th frame is held out for test and val, unless the file lists a split
+  data.transforms.normalize = True  # orient (mean up to +z), centre and scale (cameras within radius 1)
+  data.transforms.centre = "auto"  # "axes" (point nearest the optical axes), "cameras" (their mean), "auto"
+  data.transforms.near = -1.0  # ray bounds in the normalised scene; negative: from the camera layout
+  data.transforms.far = -1.0
   # > 0: instead of data.factor, the integer factor that brings the photos' long side nearest this many pixels
-  config.data.transforms.long_side = 0
+  data.transforms.long_side = 0
+  return data
 
-  config.model = ml_collections.ConfigDict()
-  config.model.sampler = "hierarchical"  # "hierarchical" (NeRF), "proposal" (mip-NeRF 360) or "mip" (mip-NeRF)
-  config.model.field = "mlp"  # the field with colour, a name in nerf/fields.py: "mlp" (NeRF), "hash" (Instant-NGP)
-  config.model.density_noise = 0.0  # std of noise added to raw density while training
-  config.model.compute_dtype = "float32"  # "bfloat16": MLP matmuls in bfloat16, float32 accumulation and params
+
+def _model_defaults():
+  """The sampler and the field, with a subgroup for each kind of sampler and field."""
+  model = ml_collections.ConfigDict()
+  model.sampler = "hierarchical"  # "hierarchical" (NeRF), "proposal" (mip-NeRF 360) or "mip" (mip-NeRF)
+  model.field = "mlp"  # the field with colour, a name in nerf/fields.py: "mlp" (NeRF), "hash" (Instant-NGP)
+  model.density_noise = 0.0  # std of noise added to raw density while training
+  model.compute_dtype = "float32"  # "bfloat16": MLP matmuls in bfloat16, float32 accumulation and params
   # Unbounded scenes (mip-NeRF 360): fields see space beyond radius 1 contracted into radius 2 (contraction.py),
   # hash fields then cover all of space instead of data.scene_box.
-  config.model.contraction = False
+  model.contraction = False
   # First samples evenly spaced in "linear" t, "disparity" 1/t, or "linear_then_disparity" (beyond t = 1)
-  config.model.spacing = "linear"
+  model.spacing = "linear"
 
-  config.model.hierarchical = ml_collections.ConfigDict()
-  config.model.hierarchical.num_coarse_samples = 64
-  config.model.hierarchical.num_fine_samples = 128  # 0: coarse level only
-  config.model.hierarchical.lindisp = False  # sample linearly in disparity instead of depth
+  model.hierarchical = ml_collections.ConfigDict()
+  model.hierarchical.num_coarse_samples = 64
+  model.hierarchical.num_fine_samples = 128  # 0: coarse level only
+  model.hierarchical.lindisp = False  # sample linearly in disparity instead of depth
 
-  config.model.proposal = ml_collections.ConfigDict()
-  config.model.proposal.num_samples = (64,)  # intervals of each density-only proposal level, coarse to fine
-  config.model.proposal.num_final_samples = 32  # intervals where the field with colour is evaluated
-  config.model.proposal.num_levels = 5  # hash encoding of the proposal fields, see model.hash
-  config.model.proposal.features_per_level = 2
-  config.model.proposal.log2_table_size = 17
-  config.model.proposal.min_resolution = 16
-  config.model.proposal.max_resolution = 128
-  config.model.proposal.width = 16
+  model.proposal = ml_collections.ConfigDict()
+  model.proposal.num_samples = (64,)  # intervals of each density-only proposal level, coarse to fine
+  model.proposal.num_final_samples = 32  # intervals where the field with colour is evaluated
+  model.proposal.num_levels = 5  # hash encoding of the proposal fields, see model.hash
+  model.proposal.features_per_level = 2
+  model.proposal.log2_table_size = 17
+  model.proposal.min_resolution = 16
+  model.proposal.max_resolution = 128
+  model.proposal.width = 16
 
-  config.model.mip = ml_collections.ConfigDict()  # cones, frustum Gaussians, one MLP shared by both levels
-  config.model.mip.num_coarse_samples = 128  # stratified intervals
-  config.model.mip.num_fine_samples = 128  # intervals resampled from the coarse level's blurred weights
-  config.model.mip.resample_padding = 0.01  # added to every blurred weight before resampling
+  model.mip = ml_collections.ConfigDict()  # cones, frustum Gaussians, one MLP shared by both levels
+  model.mip.num_coarse_samples = 128  # stratified intervals
+  model.mip.num_fine_samples = 128  # intervals resampled from the coarse level's blurred weights
+  model.mip.resample_padding = 0.01  # added to every blurred weight before resampling
 
   # Each field type's settings, config.model.<name>, from its module (nerf/fields.py).
   for name, field_type in fields.FIELDS.items():
-    config.model[name] = field_type.default_config()
+    model[name] = field_type.default_config()
+  return model
 
-  config.occupancy = ml_collections.ConfigDict()  # a grid of the finest field's density over data.scene_box
-  config.occupancy.resolution = 128  # cells per axis; kept in the training state, refreshed while training
-  config.occupancy.update_every = 16  # steps between refreshes
-  config.occupancy.cells_per_update = 2**18  # cells refreshed per update (a sweep; 128^3 takes 8 updates)
-  config.occupancy.decay = 0.95  # every cell's density decays by this factor per update
-  config.occupancy.threshold = 0.01  # occupied: absorbs this much light across a cell (or density above the mean)
-  config.occupancy.skip_empty = False  # renders (eval, videos, validation) evaluate fields in occupied cells only
-  config.occupancy.skip_budget = 0.125  # samples per field call when skipping, as a fraction of a chunk's samples
+
+def _occupancy_defaults():
+  """A grid of the finest field's density over data.scene_box, which lets renders and training skip empty space
+  (nerf/occupancy.py)."""
+  occupancy = ml_collections.ConfigDict()
+  occupancy.resolution = 128  # cells per axis; kept in the training state, refreshed while training
+  occupancy.update_every = 16  # steps between refreshes
+  occupancy.cells_per_update = 2**18  # cells refreshed per update (a sweep; 128^3 takes 8 updates)
+  occupancy.decay = 0.95  # every cell's density decays by this factor per update
+  occupancy.threshold = 0.01  # occupied: absorbs this much light across a cell (or density above the mean)
+  occupancy.skip_empty = False  # renders (eval, videos, validation) evaluate fields in occupied cells only
+  occupancy.skip_budget = 0.125  # samples per field call when skipping, as a fraction of a chunk's samples
   # Renders that skip empty space evaluate the finest level in this many groups of samples, nearest first, and
   # stop along rays whose transmittance has fallen below min_transmittance (early ray termination).
-  config.occupancy.render_stages = 4
-  config.occupancy.min_transmittance = 1e-4
+  occupancy.render_stages = 4
+  occupancy.min_transmittance = 1e-4
   # Training evaluates fields in occupied cells only (after the grid's first sweep), in one call per level of at
   # most this fraction of the level's samples (coarse to fine, the last entry for the rest); a batch whose occupied
   # samples overflow it evaluates all samples of that level (logged as skip_overflow).
-  config.occupancy.skip_in_training = False
-  config.occupancy.train_skip_budgets = (0.5,)
+  occupancy.skip_in_training = False
+  occupancy.train_skip_budgets = (0.5,)
+  return occupancy
 
-  # Learned corrections of each training view (nerf/view_corrections.py), for real captures; held-out views keep
-  # their given poses and colours.
-  config.views = ml_collections.ConfigDict()
-  config.views.refine_poses = False  # a rotation and a translation of each training camera
-  config.views.pose_lr_init = 1e-3  # their own learning rate, log-linear to pose_lr_final over train.max_steps
-  config.views.pose_lr_final = 1e-5
-  config.views.color_map = False  # an affine colour map of each training photo (exposure, white balance)
-  config.views.color_map_lr_init = 1e-3
-  config.views.color_map_lr_final = 1e-5
+
+def _views_defaults():
+  """Learned corrections of each training view (nerf/view_corrections.py), for real captures; held-out views keep
+  their given poses and colours."""
+  views = ml_collections.ConfigDict()
+  views.refine_poses = False  # a rotation and a translation of each training camera
+  views.pose_lr_init = 1e-3  # their own learning rate, log-linear to pose_lr_final over train.max_steps
+  views.pose_lr_final = 1e-5
+  views.color_map = False  # an affine colour map of each training photo (exposure, white balance)
+  views.color_map_lr_init = 1e-3
+  views.color_map_lr_final = 1e-5
   # NeRF-W's per-photo appearance codes of this many values, into the colour branch of the fields with colour,
   # learned with the fields (0: none); held-out views get the mean code (nerf/model.py, AppearanceCodes).
-  config.views.embedding_dim = 0
+  views.embedding_dim = 0
+  return views
 
-  config.loss = ml_collections.ConfigDict()
-  config.loss.coarse_rgb_weight = 1.0  # colour loss of earlier levels that render colour (NeRF's coarse level)
-  config.loss.interlevel_weight = 1.0  # proposal levels (mip-NeRF 360)
-  config.loss.distortion_weight = 0.0  # the finest level's weight distribution (mip-NeRF 360)
 
-  config.train = ml_collections.ConfigDict()
-  config.train.seed = 0
-  config.train.max_steps = 500_000
-  config.train.batch_size = 4096  # rays per step
-  config.train.micro_batches = 1  # a step's gradient over this many parts of the batch in turn: less memory
-  config.train.batching = "all_images"  # or "single_image": each batch from one random training image
-  config.train.precrop_steps = 0  # sample only the image centre for this many first steps
-  config.train.precrop_fraction = 0.5
-  config.train.lr_init = 5e-4
-  config.train.lr_final = 5e-6  # log-linear decay from lr_init to lr_final over max_steps
-  config.train.lr_delay_steps = 0  # warm-up: scale the rate by lr_delay_mult, easing to 1 over these steps
-  config.train.lr_delay_mult = 1.0
-  config.train.grad_max_norm = 0.0  # clip gradients to this global norm; 0 disables
-  config.train.adam_b1 = 0.9
-  config.train.adam_b2 = 0.999
-  config.train.adam_eps = 1e-7
-  config.train.weight_decay = 0.0  # decoupled weight decay of the MLPs' kernels (not the hash tables)
-  config.train.random_background = False  # composite transparent training pixels onto random colours
-  config.train.max_nonfinite_steps = 20  # stop after this many steps in a row with a non-finite loss or gradient
-  config.train.checkpoint_every = 10_000
-  config.train.keep_checkpoints = 3
-  config.train.log_every = 100
-  config.train.val_every = 25_000  # TensorBoard render of one validation view; 0 disables
+def _loss_defaults():
+  """Weights of the loss terms."""
+  loss = ml_collections.ConfigDict()
+  loss.coarse_rgb_weight = 1.0  # colour loss of earlier levels that render colour (NeRF's coarse level)
+  loss.interlevel_weight = 1.0  # proposal levels (mip-NeRF 360)
+  loss.distortion_weight = 0.0  # the finest level's weight distribution (mip-NeRF 360)
+  return loss
 
-  config.eval = ml_collections.ConfigDict()
-  config.eval.split = "test"
-  config.eval.stride = 1  # render every stride-th view of the split
-  config.eval.chunk = 2048  # rays per device call when rendering; bounds memory (paper model: ~2.2 GB)
-  config.eval.write_depth = True
+
+def _train_defaults():
+  """Optimisation, batching, checkpointing and logging."""
+  train = ml_collections.ConfigDict()
+  train.seed = 0
+  train.max_steps = 500_000
+  train.batch_size = 4096  # rays per step
+  train.micro_batches = 1  # a step's gradient over this many parts of the batch in turn: less memory
+  train.batching = "all_images"  # or "single_image": each batch from one random training image
+  train.precrop_steps = 0  # sample only the image centre for this many first steps
+  train.precrop_fraction = 0.5
+  train.lr_init = 5e-4
+  train.lr_final = 5e-6  # log-linear decay from lr_init to lr_final over max_steps
+  train.lr_delay_steps = 0  # warm-up: scale the rate by lr_delay_mult, easing to 1 over these steps
+  train.lr_delay_mult = 1.0
+  train.grad_max_norm = 0.0  # clip gradients to this global norm; 0 disables
+  train.adam_b1 = 0.9
+  train.adam_b2 = 0.999
+  train.adam_eps = 1e-7
+  train.weight_decay = 0.0  # decoupled weight decay of the MLPs' kernels (not the hash tables)
+  train.random_background = False  # composite transparent training pixels onto random colours
+  train.max_nonfinite_steps = 20  # stop after this many steps in a row with a non-finite loss or gradient
+  train.checkpoint_every = 10_000
+  train.keep_checkpoints = 3
+  train.log_every = 100
+  train.val_every = 25_000  # TensorBoard render of one validation view; 0 disables
+  return train
+
+
+def _eval_defaults():
+  """Rendering and scoring the held-out views."""
+  evaluation = ml_collections.ConfigDict()
+  evaluation.split = "test"
+  evaluation.stride = 1  # render every stride-th view of the split
+  evaluation.chunk = 2048  # rays per device call when rendering; bounds memory (paper model: ~2.2 GB)
+  evaluation.write_depth = True
   # Fit each held-out camera's pose to its photo, the field frozen, before scoring (run/pose_alignment.py): for
   # runs that refine their training poses, whose scene frame is pinned to the given cameras only on average.
-  config.eval.align_poses_steps = 0  # Adam steps per view; 0 scores the given poses
-  config.eval.align_rays = 4096  # pixels per step
-  config.eval.lpips_net = "alex"  # LPIPS backbone in metrics.json: "alex", "vgg", or "" to skip LPIPS
-  return config
+  evaluation.align_poses_steps = 0  # Adam steps per view; 0 scores the given poses
+  evaluation.align_rays = 4096  # pixels per step
+  evaluation.lpips_net = "alex"  # LPIPS backbone in metrics.json: "alex", "vgg", or "" to skip LPIPS
+  return evaluation
 
 
 def fast_config():
@@ -242,7 +277,8 @@ def validate(config, device_count):
        f"{config.occupancy.min_transmittance}"),
       (0.0 < config.occupancy.skip_budget <= 1.0, "occupancy.skip_budget",
        f"a fraction in (0, 1], got {config.occupancy.skip_budget}"),
-      (len(config.occupancy.train_skip_budgets) > 0 and all(0.0 < b <= 1.0 for b in config.occupancy.train_skip_budgets),
+      (len(config.occupancy.train_skip_budgets) > 0
+       and all(0.0 < b <= 1.0 for b in config.occupancy.train_skip_budgets),
        "occupancy.train_skip_budgets", f"fractions in (0, 1], got {config.occupancy.train_skip_budgets}"),
       (m.spacing in sampling.SPACINGS, "model.spacing", f"one of {sampling.SPACINGS}, got {m.spacing!r}"),
       (not m.hierarchical.lindisp or m.spacing in ("linear", "disparity"), "model.hierarchical.lindisp",

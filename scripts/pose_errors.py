@@ -4,7 +4,9 @@ the poses it was given with them: mean rotation error in degrees and position er
   python scripts/pose_errors.py --workdir=runs/lego_poses --given=PATH/lego_poses --exact=PATH/lego
 
 The refined poses are anchored to the given ones as a whole (their corrections have zero mean), so a common
-offset of the given poses from the exact ones, the mean perturbation, stays in both columns. A small turn of a camera
+offset of the given poses from the exact ones, the mean perturbation, stays in both columns; the "aligned" rows
+first move the poses as a whole by the similarity (turn, shift, scale) that best maps their camera centres onto the
+exact ones (Umeyama 1991, as BARF scores refined poses), which leaves each camera's error relative to the others. A small turn of a camera
 and a small sideways move look alike in its photo of a compact object, so the pose errors can stay large while the
 photos agree; the reprojection error says how far apart (in pixels) the two cameras see points of the object: the
 centre and the corners of a cube of half-size --radius about it.
@@ -32,6 +34,19 @@ def errors(poses, exact):
     angles.append(np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0))))
     distances.append(np.linalg.norm(pose[:, 3] - reference[:, 3]))
   return float(np.mean(angles)), float(np.mean(distances))
+
+
+def aligned(poses, exact):
+  """[3, 4] poses moved as a whole by the similarity that maps their camera centres closest to the exact ones'
+  (least squares; Umeyama's closed form)."""
+  centres, targets = np.stack([p[:, 3] for p in poses]), np.stack([r[:, 3] for r in exact])
+  mean, target_mean = centres.mean(0), targets.mean(0)
+  u, singular, vt = np.linalg.svd((targets - target_mean).T @ (centres - mean) / len(poses))
+  sign = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+  rotation = u @ sign @ vt
+  scale = np.trace(np.diag(singular) @ sign) / np.mean(np.sum((centres - mean) ** 2, axis=-1))
+  return [np.concatenate([rotation @ p[:, :3], (scale * rotation @ (p[:, 3] - mean) + target_mean)[:, None]], 1)
+          for p in poses]
 
 
 def reprojection_error(poses, exact, focal, radius):
@@ -66,10 +81,13 @@ def main():
     refined = {frame["name"]: np.asarray(frame["cam_to_world_input"]) for frame in json.load(f)["frames"]}
   given, exact = poses_by_name(args.given), poses_by_name(args.exact)
   names = sorted(refined)
-  for label, poses in (("given", [given[n] for n in names]), ("refined", [refined[n] for n in names])):
-    angle, distance = errors(poses, [exact[n] for n in names])
+  reference = [exact[n] for n in names]
+  rows = [("given", [given[n] for n in names]), ("refined", [refined[n] for n in names])]
+  rows += [(label + ", aligned", aligned(poses, reference)) for label, poses in rows]
+  for label, poses in rows:
+    angle, distance = errors(poses, reference)
     pixels = reprojection_error(poses, [exact[n] for n in names], focal_length(args.exact), args.radius)
-    print(f"{label:8s} poses: mean rotation error {angle:.3f} degrees, mean position error {distance:.4f}, "
+    print(f"{label:17s} poses: mean rotation error {angle:.3f} degrees, mean position error {distance:.4f}, "
           f"mean reprojection error {pixels:.2f} px")
 
 

@@ -125,6 +125,7 @@ def _views_defaults():
   views.refine_poses = False  # a rotation and a translation of each training camera
   views.pose_lr_init = 1e-3  # their own learning rate, log-linear to pose_lr_final over train.max_steps
   views.pose_lr_final = 1e-5
+  views.pose_delay_steps = 0  # the pose rate eased in from 0 over this many first steps (a sine ramp)
   views.color_map = False  # an affine colour map of each training photo (exposure, white balance)
   views.color_map_lr_init = 1e-3
   views.color_map_lr_final = 1e-5
@@ -242,6 +243,7 @@ def validate(config, device_count):
       (t.lr_init > 0 and t.lr_final > 0, "train.lr_init/lr_final", "positive learning rates"),
       (min(config.views.pose_lr_init, config.views.pose_lr_final, config.views.color_map_lr_init,
            config.views.color_map_lr_final) > 0, "views.pose_lr_*/color_map_lr_*", "positive learning rates"),
+      (config.views.pose_delay_steps >= 0, "views.pose_delay_steps", f"0 or more, got {config.views.pose_delay_steps}"),
       (config.views.embedding_dim >= 0, "views.embedding_dim", f"0 or more, got {config.views.embedding_dim}"),
       (not (config.views.refine_poses and d.ndc), "views.refine_poses",
        "False with data.ndc (poses are refined before rays are mapped to NDC, which the host does)"),

@@ -121,6 +121,30 @@ def fit_corrections(model, scene, views, refine_poses, appearance, steps):
   return state, metrics
 
 
+@pytest.mark.parametrize("delay", [0, 100])
+def test_pose_rate_eases_in_then_decays_log_linearly(delay):
+  config = config_lib.base_config()
+  config.train.max_steps = 1000
+  config.views.pose_lr_init, config.views.pose_lr_final = 1e-3, 1e-5
+  config.views.color_map_lr_init, config.views.color_map_lr_final = 2e-3, 2e-5
+  config.views.pose_delay_steps = delay
+  optimizer = state_lib.make_views_optimizer(config)
+  corrections = vc.zeros(2)
+  gradient = jax.tree.map(jnp.ones_like, corrections)  # constant: each Adam step moves by its rate
+  opt_state = optimizer.init(corrections)
+  update = jax.jit(optimizer.update)
+  moves = {"pose": [], "colour": []}
+  for _ in range(160):
+    updates, opt_state = update(gradient, opt_state, corrections)
+    moves["pose"].append(-float(updates.rotation[0, 0]))
+    moves["colour"].append(-float(updates.color_offset[0, 0]))
+  steps = np.arange(160)
+  decayed = lambda init: init * 0.01 ** (steps / 1000)
+  ramp = np.sin(0.5 * np.pi * np.clip(steps / delay, 0, 1)) if delay else 1.0
+  np.testing.assert_allclose(moves["pose"], decayed(1e-3) * ramp, rtol=1e-4, atol=1e-9)
+  np.testing.assert_allclose(moves["colour"], decayed(2e-3), rtol=1e-4)
+
+
 def test_refinement_recovers_a_known_pose_perturbation(rng):
   model, scene, poses, photos, _ = scene_and_photos()
   # Each camera turned by 2-4 degrees about its centre and moved by 2-4% of its distance; no common drift

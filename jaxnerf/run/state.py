@@ -92,15 +92,20 @@ def corrected_views(config, scene):
 
 
 def make_views_optimizer(config):
-  """Adam on the views' pose and colour corrections, each with its own log-linear schedule over the run."""
+  """Adam on the views' pose and colour corrections, each with its own log-linear schedule over the run; the
+  poses' rate eased in from 0 over views.pose_delay_steps (a sine ramp), so that they move once the field has a
+  first fit of the photos (CamP does this)."""
   v, steps = config.views, config.train.max_steps
 
-  def schedule(init, final):
-    return lambda step: init * (final / init) ** jnp.clip(step / steps, 0.0, 1.0)
+  def schedule(init, final, delay=0):
+    def rate(step):
+      lr = init * (final / init) ** jnp.clip(step / steps, 0.0, 1.0)
+      return lr * jnp.sin(0.5 * jnp.pi * jnp.clip(step / delay, 0.0, 1.0)) if delay > 0 else lr
+    return rate
 
   # "appearance" names the colour maps' part of the optimiser state in checkpoints written before the rename.
   labels = view_corrections.ViewCorrections("pose", "pose", "appearance", "appearance")
-  return optax.multi_transform({"pose": optax.adam(schedule(v.pose_lr_init, v.pose_lr_final)),
+  return optax.multi_transform({"pose": optax.adam(schedule(v.pose_lr_init, v.pose_lr_final, v.pose_delay_steps)),
                                 "appearance": optax.adam(schedule(v.color_map_lr_init, v.color_map_lr_final))},
                                labels)
 

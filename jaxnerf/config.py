@@ -224,8 +224,9 @@ def has_field(config, path):
   return True
 
 
-def validate(config, device_count):
-  """Raise ConfigError for values that cannot work; device_count is the number of devices sharing a batch."""
+def validate(config, device_count=1):
+  """Raise ConfigError for values that cannot work; device_count is the number of devices a training batch is
+  split over (train.py's; 1 where nothing is trained: eval, render and export may run on other devices)."""
   t, m, d = config.train, config.model, config.data
   checks = [
       (t.batch_size > 0 and t.batch_size % device_count == 0, "train.batch_size",

@@ -166,6 +166,14 @@ def test_batch_size_must_divide_over_devices(tmp_path):
                     "over, got 63", "--config.train.batch_size=63", env=env)
 
 
+def test_eval_runs_on_devices_that_do_not_divide_the_training_batch(trained_run):
+  # train.* settings are checked against the devices that train; eval may run on other machines.
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  result = run_cli("eval.py", trained_run, "--config.train.batch_size=63", "--config.eval.lpips_net=", env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "mean PSNR" in result.stdout
+
+
 def test_unwritable_workdir(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("not a directory")

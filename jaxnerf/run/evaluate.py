@@ -2,7 +2,6 @@
 import json
 import os
 
-import jax
 import numpy as np
 
 from jaxnerf import config as config_lib
@@ -30,7 +29,7 @@ def evaluate(config, workdir, step=None):
   Returns:
     The metrics dict written to metrics.json.
   """
-  config_lib.validate(config, jax.device_count())
+  config_lib.validate(config)
   views = loaders.load_views(config, config.eval.split, stride=config.eval.stride)
   scene = workdir_lib.run_scene(workdir, loaders.scene_of(config, views))
   lpips_of = None

@@ -349,7 +349,7 @@ def export(config, workdir, what, output=None, file_format="", resolution=256, t
   Returns:
     dict with "path", "step", "format" and "vertices" and "faces" (mesh) or "points" (point cloud).
   """
-  config_lib.validate(config, 1)
+  config_lib.validate(config)
   check_options(what, resolution, min_opacity, num_points, stride, factor, cleanup)
   file_format = output_format(what, output, file_format)
   import_trimesh()  # a missing library fails here, before anything is computed

@@ -82,7 +82,7 @@ def render_video(config, workdir, path="auto", num_frames=120, fps=30, factor=1,
   Returns:
     dict with the paths written ("rgb", "depth"), "frames", "width" and "height" of the files, and "step".
   """
-  config_lib.validate(config, 1)
+  config_lib.validate(config)
   checks = [(num_frames > 0, "--frames", f"a positive number, got {num_frames}"),
             (fps > 0, "--fps", f"a positive number, got {fps}"),
             (factor >= 1, "--factor", f"an integer >= 1, got {factor}"),

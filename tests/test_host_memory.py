@@ -66,3 +66,14 @@ def test_leaves_a_users_malloc_settings_alone(tmp_path):
   for users in ("glibc.malloc.hugetlb=0", "glibc.pthread.rseq=1:glibc.malloc.arena_max=4"):
     starts, seen = run(tmp_path, users)
     assert starts == 1 and seen["tunables"] == users
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
+def test_resident_memory_sees_touched_pages():
+  import numpy as np
+  current, peak = host_memory.resident_memory()
+  assert 0 < current <= peak
+  block = np.ones(256 * 2**20, np.uint8)  # touched: resident
+  grown, grown_peak = host_memory.resident_memory()
+  assert grown - current >= 200 * 2**20 and grown_peak >= grown
+  del block

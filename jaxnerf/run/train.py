@@ -36,6 +36,7 @@ from jaxnerf.run import rendering
 from jaxnerf.run import state as state_lib
 from jaxnerf.run import viewer as viewer_lib
 from jaxnerf.run import workdir as workdir_lib
+from jaxnerf.runtime import host_memory
 from jaxnerf.runtime import interrupts
 from jaxnerf.runtime import sharding
 
@@ -336,6 +337,10 @@ def _log_step(writer, progress, config, state, step_metrics, rays_per_sec, step)
   writer.add_scalar("train/rays_per_sec", rays_per_sec, step)
   writer.add_scalar("train/nonfinite_steps", int(state.nonfinite_total), step)
   writer.add_scalar("train/learning_rate", float(state_lib.learning_rate_schedule(config.train)(step)), step)
+  memory = host_memory.resident_memory()
+  if memory is not None:  # this process's: the lead's, on several hosts
+    writer.add_scalar("host/resident_gib", memory[0] / 2**30, step)
+    writer.add_scalar("host/peak_resident_gib", memory[1] / 2**30, step)
   progress.set_postfix(loss=f"{step_metrics['loss']:.4f}", psnr=f"{step_metrics['psnr']:.2f}",
                        rays_per_s=f"{rays_per_sec:.0f}")
 

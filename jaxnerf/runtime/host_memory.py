@@ -62,3 +62,15 @@ def restart_with_malloc_tunables():
   sys.stdout.flush()
   sys.stderr.flush()
   os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def resident_memory():
+  """(current, peak) resident memory of this process in bytes, from /proc/self/status (VmRSS, VmHWM), or None
+  where that file is absent (not Linux)."""
+  try:
+    with open("/proc/self/status") as f:
+      fields = dict(line.split(":", 1) for line in f if line.startswith(("VmRSS", "VmHWM")))
+  except OSError:
+    return None
+  kib = lambda name: int(fields[name].split()[0]) * 1024
+  return kib("VmRSS"), kib("VmHWM")

@@ -37,6 +37,11 @@ class TrainState:
   views_opt_state: Any
 
 
+def eased_in(step, steps):
+  """A sine ramp from 0 at step 0 to 1 at `steps` and after (1 throughout when steps is 0)."""
+  return jnp.sin(0.5 * jnp.pi * jnp.clip(step / steps, 0.0, 1.0)) if steps > 0 else 1.0
+
+
 def learning_rate_schedule(train_config):
   """Log-linear decay from lr_init to lr_final over max_steps, optionally eased in over lr_delay_steps from
   lr_init * lr_delay_mult (a sine ramp)."""
@@ -46,8 +51,7 @@ def learning_rate_schedule(train_config):
     progress = jnp.clip(step / c.max_steps, 0.0, 1.0)
     lr = jnp.exp(jnp.log(c.lr_init) * (1.0 - progress) + jnp.log(c.lr_final) * progress)
     if c.lr_delay_steps > 0:
-      ramp = jnp.sin(0.5 * jnp.pi * jnp.clip(step / c.lr_delay_steps, 0.0, 1.0))
-      lr = lr * (c.lr_delay_mult + (1.0 - c.lr_delay_mult) * ramp)
+      lr = lr * (c.lr_delay_mult + (1.0 - c.lr_delay_mult) * eased_in(step, c.lr_delay_steps))
     return lr
 
   return schedule
@@ -98,10 +102,7 @@ def make_views_optimizer(config):
   v, steps = config.views, config.train.max_steps
 
   def schedule(init, final, delay=0):
-    def rate(step):
-      lr = init * (final / init) ** jnp.clip(step / steps, 0.0, 1.0)
-      return lr * jnp.sin(0.5 * jnp.pi * jnp.clip(step / delay, 0.0, 1.0)) if delay > 0 else lr
-    return rate
+    return lambda step: init * (final / init) ** jnp.clip(step / steps, 0.0, 1.0) * eased_in(step, delay)
 
   # "appearance" names the colour maps' part of the optimiser state in checkpoints written before the rename.
   labels = view_corrections.ViewCorrections("pose", "pose", "appearance", "appearance")

@@ -19,9 +19,8 @@ def reference_row(corner, resolution, table_size):
   return h % table_size
 
 
-def reference_features(tables, x, resolutions, ramp=lambda f: f):
-  """float64 trilinear interpolation, one point, level and corner at a time; `ramp` maps the point's [3] fractions
-  inside its cell to those its corners' weights are made of (the identity: trilinear)."""
+def reference_features(tables, x, resolutions):
+  """float64 trilinear interpolation, one point, level and corner at a time."""
   tables = np.asarray(tables, np.float64)
   out = []
   for point in np.asarray(x, np.float64):
@@ -30,7 +29,7 @@ def reference_features(tables, x, resolutions, ramp=lambda f: f):
     for level, n in enumerate(resolutions):
       position = point * n
       cell = np.minimum(np.floor(position), n - 1).astype(int)
-      frac = ramp(position - cell)
+      frac = position - cell
       value = np.zeros(tables.shape[-1])
       for dz in (0, 1):
         for dy in (0, 1):
@@ -155,31 +154,3 @@ def test_jit_and_vmap_agree(rng, transform):
   fn = lambda t, p: hash_encoding.hash_grid_features(t, p, RESOLUTIONS)
   other = jax.jit(fn)(tables, x) if transform == "jit" else jax.vmap(fn, in_axes=(None, 0))(tables, x)
   np.testing.assert_allclose(plain, other, atol=1e-6)
-
-
-@pytest.mark.parametrize("smoothing", [0.0, 0.3, 1.0])
-def test_gradient_smoothing_keeps_features_and_blends_in_the_cosine_ramps_gradient(rng, smoothing):
-  tables = random_tables(rng)
-  x = rng.uniform(0.02, 0.98, size=(5, 3))
-  probe = rng.normal(size=(5, 4 * 2))
-  features = hash_encoding.hash_grid_features(tables, jnp.asarray(x, jnp.float32), RESOLUTIONS, smoothing)
-  np.testing.assert_allclose(features, reference_features(tables, x, RESOLUTIONS), atol=1e-5)
-
-  loss = lambda p: jnp.sum(hash_encoding.hash_grid_features(tables, p, RESOLUTIONS, smoothing) * probe)
-  ours = jax.grad(loss)(jnp.asarray(x, jnp.float32))
-
-  def numeric_gradient(cosine, eps=1e-6):
-    """Central differences of the float64 reference; with `cosine`, the fraction along the axis being
-    differentiated goes through the ramp (1 - cos(pi f)) / 2 (the other axes' weights stay linear)."""
-    gradient = np.zeros_like(x)
-    for axis in range(3):
-      on_axis = np.arange(3) == axis
-      ramp = lambda f: np.where(on_axis, 0.5 * (1.0 - np.cos(np.pi * f)), f) if cosine else f
-      step = on_axis * eps
-      up = np.sum(reference_features(tables, x + step, RESOLUTIONS, ramp) * probe, axis=-1)
-      down = np.sum(reference_features(tables, x - step, RESOLUTIONS, ramp) * probe, axis=-1)
-      gradient[:, axis] = (up - down) / (2 * eps)
-    return gradient
-
-  expected = (1 - smoothing) * numeric_gradient(False) + smoothing * numeric_gradient(True)
-  np.testing.assert_allclose(ours, expected, rtol=2e-3, atol=2e-3 * np.abs(expected).max())

@@ -150,15 +150,6 @@ def test_training_settings_are_checked(field, value, expected):
     config_lib.validate(config, 1)
 
 
-def test_hash_gradient_smoothing_is_a_share():
-  config = tiny_config()
-  config.model.field = "hash"
-  config.model.hash.gradient_smoothing = 1.5
-  with pytest.raises(ConfigError, match=re.escape("config.model.hash.gradient_smoothing: expected a share in [0, 1], "
-                                                  "got 1.5")):
-    config_lib.validate(config, 1)
-
-
 def test_batch_size_must_divide_over_devices(tmp_path):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   expect_user_error("train.py", str(tmp_path / "run"),

@@ -72,42 +72,19 @@ def grid_cells(x, resolutions):
   return cell.astype(jnp.uint32), position - cell
 
 
-def smooth_gradient_fractions(frac, smoothing):
-  """Fractions whose value is `frac` but whose derivative blends in that of the cosine ramp (1 - cos(pi f)) / 2.
-
-  Trilinear weights have a derivative in the point's position that is constant inside a cell and jumps at its
-  faces, so the gradient that reaches a camera's pose through the points jumps as they cross cells. The cosine ramp's
-  derivative, (pi / 2) sin(pi f), vanishes at the faces (Heo et al. 2023, robust pose refinement for hash
-  encodings). The features stay trilinear; only the gradient in x changes: (1 - smoothing) of the trilinear one
-  plus `smoothing` of the ramp's.
-
-  Args:
-    frac: [..., 3] positions inside a cell, in [0, 1].
-    smoothing: a number in [0, 1]; 0 returns `frac`.
-  """
-  if not smoothing:
-    return frac
-  ramp = 0.5 * (1.0 - jnp.cos(jnp.pi * frac))
-  difference = smoothing * (frac - ramp)  # value 0 in the forward pass, not in the backward one
-  return frac - difference + jax.lax.stop_gradient(difference)
-
-
-def hash_grid_features(tables, x, resolutions, gradient_smoothing=0.0):
+def hash_grid_features(tables, x, resolutions):
   """Interpolated features of points in the unit cube.
 
   Args:
     tables: [L, T, F] feature tables, T a power of two.
     x: [..., 3] points; coordinates are clamped to [0, 1] (the box's faces), so no index leaves its table.
     resolutions: [L] numpy grid resolutions (static).
-    gradient_smoothing: in [0, 1], how much of the gradient in x comes from cosine rather than linear
-      interpolation weights (smooth_gradient_fractions); the features are the same.
 
   Returns:
     [..., L * F] features, level by level.
   """
   num_levels, table_size, num_features = tables.shape
   cell, frac = grid_cells(x, resolutions)
-  frac = smooth_gradient_fractions(frac, gradient_smoothing)
   rows = cell_rows(cell, resolutions, table_size)  # [..., L, 8]
   rows = rows + (jnp.arange(num_levels, dtype=jnp.int32) * table_size)[:, None]
   values = tables.reshape(num_levels * table_size, num_features)[rows]  # [..., L, 8, F]
@@ -127,7 +104,6 @@ class HashEncoding(nn.Module):
   log2_table_size: int = 19
   min_resolution: int = 16
   max_resolution: int = 2048
-  gradient_smoothing: float = 0.0  # see hash_grid_features; the gradient in x reaches refined camera poses
 
   @property
   def resolutions(self):
@@ -137,4 +113,4 @@ class HashEncoding(nn.Module):
   def __call__(self, x):
     init = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -1e-4, 1e-4)
     tables = self.param("tables", init, (self.num_levels, 2 ** self.log2_table_size, self.features_per_level))
-    return hash_grid_features(tables, x, self.resolutions, self.gradient_smoothing)
+    return hash_grid_features(tables, x, self.resolutions)

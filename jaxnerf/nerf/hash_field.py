@@ -13,7 +13,6 @@ import ml_collections
 from jaxnerf.core import contraction as contraction_lib
 from jaxnerf.nerf import hash_encoding
 from jaxnerf.nerf import layers
-from jaxnerf.errors import ConfigError
 
 
 class HashField(nn.Module):
@@ -85,20 +84,15 @@ def default_config():
   c.color_depth = 2  # hidden layers of the colour MLP
   c.sh_degree = 4  # spherical-harmonics bands of the view direction
   c.density_activation = "trunc_exp"
-  # 0 to 1: the share of the gradient in a point's position from cosine rather than trilinear weights (the features
-  # stay trilinear); that gradient reaches only refined camera poses (views.refine_poses).
-  c.gradient_smoothing = 0.0
   return c
 
 
 def build(config, scene_box):
   """The HashField of config.model.hash over `scene_box`."""
   h = config.model.hash
-  if not 0.0 <= h.gradient_smoothing <= 1.0:
-    raise ConfigError(f"config.model.hash.gradient_smoothing: expected a share in [0, 1], got {h.gradient_smoothing}")
   return HashField(
       encoding=hash_encoding.HashEncoding(h.num_levels, h.features_per_level, h.log2_table_size, h.min_resolution,
-                                          h.max_resolution, h.gradient_smoothing),
+                                          h.max_resolution),
       scene_box=tuple(scene_box), density_width=h.density_width, geo_features=h.geo_features,
       color_width=h.color_width, color_depth=h.color_depth, sh_degree=h.sh_degree,
       density_activation=layers.density_activation(h.density_activation, "model.hash.density_activation"),

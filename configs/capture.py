@@ -38,6 +38,7 @@ def get_config():
   # varied exposure, codes of 16 values scored 29.89 dB against the colour maps' 29.33).
   config.views.refine_poses = True
   config.views.embedding_dim = 16
+  config.views.pose_delay_steps = 500  # a tenth of the run, as on the demo (250 of 2500 steps)
   config.eval.split = "test"  # the held-out frames (data.transforms.hold, or the file's test_filenames)
   config.eval.chunk = 8192
   return config

@@ -110,6 +110,7 @@ def fit_corrections(model, scene, views, refine_poses, appearance, steps):
   config.train.max_steps, config.train.batch_size = steps, 512
   config.views.refine_poses, config.views.color_map = refine_poses, appearance
   config.views.pose_lr_init, config.views.pose_lr_final = 1e-2, 1e-3
+  config.views.pose_delay_steps = 0
   config.views.color_map_lr_init, config.views.color_map_lr_final = 1e-2, 1e-3
   optimizer = state_lib.make_optimizer(config.train)
   state = state_lib.create_train_state(config, model, optimizer, len(views))

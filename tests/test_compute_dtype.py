@@ -142,3 +142,16 @@ def test_runs_made_before_the_new_model_fields_still_open(tmp_path):
   config.model.compute_dtype = "bfloat16"
   with pytest.raises(WorkdirError, match=r"model.compute_dtype='float32' there, 'bfloat16' here"):
     workdir_lib.prepare_workdir(config, str(tmp_path))
+
+
+def test_runs_made_with_a_setting_since_removed_still_open(tmp_path):
+  """model.hash.gradient_smoothing (removed) changed only gradients: a run that has it in its config.json opens."""
+  config = tiny_config(1)
+  old = json.loads(config.to_json_best_effort())
+  old["model"]["hash"]["gradient_smoothing"] = 1.0
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  workdir_lib.prepare_workdir(config, str(tmp_path))
+  old["model"]["hash"]["num_levels"] += 1  # but a setting that shapes checkpoints still counts
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  with pytest.raises(WorkdirError, match=r"model.hash.num_levels="):
+    workdir_lib.prepare_workdir(config, str(tmp_path))

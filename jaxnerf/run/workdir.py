@@ -31,6 +31,10 @@ def is_lead_process():
   return jax.process_index() == 0
 
 
+# Settings once in the schema, removed since (none changed what a checkpoint holds): runs that have them open.
+REMOVED_FIELDS = ("model.hash.gradient_smoothing",)
+
+
 def prepare_workdir(config, workdir):
   """Create the workdir and check that it can hold this run, before anything in it is written.
 
@@ -50,8 +54,10 @@ def prepare_workdir(config, workdir):
       saved = {"model": saved["model"], "occupancy": saved.get("occupancy", {})}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
       raise WorkdirError(f"{saved_path}: not a jaxnerf run config; use another --workdir") from None
-    # Fields added to the schema after the run was made count at their defaults, which is how the run behaved.
+    # Fields added to the schema after the run was made count at their defaults, which is how the run behaved;
+    # fields since removed from it never shaped a checkpoint.
     saved = {**_checkpoint_shaping(config_lib.base_config()), **_checkpoint_shaping(saved)}
+    saved = {k: v for k, v in saved.items() if k not in REMOVED_FIELDS}
     current = _checkpoint_shaping(config)
     changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if changed:
